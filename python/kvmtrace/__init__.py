@@ -1,0 +1,86 @@
+"""kvmtrace: high-throughput vCPU debug tracing on Linux KVM.
+
+A Rust core runs the KVM_RUN loop with the GIL released and records every
+KVM_EXIT_DEBUG into typed columns; this package configures guest debugging,
+analyses DR6 against the x86 architecture and exports traces.
+"""
+
+from __future__ import annotations
+
+from kvmtrace._core import EXIT_PORT, CONSOLE_PORT, Exit, GuestDebug, HwBreakpoint, __version__, build_profile
+from kvmtrace.exceptions import (
+    AssemblerError,
+    GuestFaultError,
+    GuestMemoryError,
+    InternalError,
+    InvalidConfigError,
+    KvmInternalError,
+    KvmIoctlError,
+    KvmPermissionError,
+    KvmTraceError,
+    KvmUnavailableError,
+    MachineBusyError,
+    MachineClosedError,
+    ProgramError,
+    SinkError,
+    TraceFileError,
+    UnsupportedError,
+)
+from kvmtrace.machine import Machine, Registers, Vcpu
+from kvmtrace.program import Program, Segment, Symbol, assemble, load_elf, parse_elf
+from kvmtrace.trace import Event, StopReason, Trace
+
+
+def analyze(trace: Trace, debug: GuestDebug | None = None, **kw):  # type: ignore[no-untyped-def]
+    """Check a trace's debug state against the x86 architecture (see kvmtrace.analysis)."""
+    from kvmtrace.analysis import analyze as _analyze
+
+    return _analyze(trace, debug, **kw)
+
+
+def read_trace(path):  # type: ignore[no-untyped-def]
+    """Read a trace stored by a Parquet sink or Trace.to_parquet (see kvmtrace.export)."""
+    from kvmtrace.export import read_trace as _read
+
+    return _read(path)
+
+
+__all__ = [
+    "CONSOLE_PORT",
+    "EXIT_PORT",
+    "AssemblerError",
+    "Event",
+    "Exit",
+    "GuestDebug",
+    "GuestFaultError",
+    "GuestMemoryError",
+    "HwBreakpoint",
+    "InternalError",
+    "InvalidConfigError",
+    "KvmInternalError",
+    "KvmIoctlError",
+    "KvmPermissionError",
+    "KvmTraceError",
+    "KvmUnavailableError",
+    "Machine",
+    "MachineBusyError",
+    "MachineClosedError",
+    "Program",
+    "ProgramError",
+    "Registers",
+    "Segment",
+    "SinkError",
+    "StopReason",
+    "Symbol",
+    "Trace",
+    "TraceFileError",
+    "UnsupportedError",
+    "Vcpu",
+    "__version__",
+    "analyze",
+    "assemble",
+    "build_profile",
+    "load_elf",
+    "parse_elf",
+    "read_trace",
+]

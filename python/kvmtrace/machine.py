@@ -1,0 +1,260 @@
+"""Machine: a KVM virtual machine with its memory and vCPUs (thin wrapper over the Rust core)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from typing import Any
+
+from kvmtrace import _core
+from kvmtrace.exceptions import InvalidConfigError
+from kvmtrace.program import DEFAULT_LOAD_ADDR, Program, assemble, load_elf
+from kvmtrace.trace import Trace
+
+IoHandler = Callable[[int, "bytes | None", int, int], "bytes | int | None"]
+
+
+class Registers(MutableMapping[str, int]):
+    """A vCPU's registers by name: ``vcpu.regs["rax"]``, ``vcpu.regs["cr4"] |= 8``."""
+
+    def __init__(self, machine: Machine, index: int) -> None:
+        self._m, self._i = machine, index
+
+    def __getitem__(self, name: str) -> int:
+        return self._m._m.get_register(name, self._i)
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self._m._m.set_register(name, value, self._i)
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("registers cannot be deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._m._m.registers(self._i))
+
+    def __len__(self) -> int:
+        return len(self._m._m.registers(self._i))
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k}: {v:#x}" for k, v in self._m._m.registers(self._i).items()) + "}"
+
+
+class Vcpu:
+    """One vCPU of a Machine."""
+
+    def __init__(self, machine: Machine, index: int) -> None:
+        self.machine, self.index = machine, index
+        self.regs = Registers(machine, index)
+
+    def run_once(self) -> _core.Exit:
+        """One KVM_RUN (GIL released); returns the exit: reason, exception, pc, dr6, dr7, io/mmio detail."""
+        return self.machine._m.run_once(self.index)
+
+    def set_guest_debug(self, debug: _core.GuestDebug | None) -> None:
+        """Program KVM_SET_GUEST_DEBUG on this vCPU (None turns debugging off)."""
+        self.machine._m.set_guest_debug(debug, self.index)
+
+    def registers(self) -> dict[str, int]:
+        return self.machine._m.registers(self.index)
+
+    def reset(self) -> None:
+        self.machine._m.reset(self.index)
+
+    def __repr__(self) -> str:
+        return f"<Vcpu {self.index} of {self.machine!r}>"
+
+
+class Machine:
+    """A VM: ``Machine(memory_size=16 MiB, mode="real" | "protected" | "long", vcpus=1)``.
+
+    A context manager; closing frees the VM and vCPU fds and the guest memory (so
+    does garbage collection). ``layout`` gives the guest-physical regions it reserves.
+    """
+
+    def __init__(self, memory_size: int = 16 << 20, mode: str = "long", vcpus: int = 1) -> None:
+        self._m = _core.Machine(memory_size, mode, vcpus)
+        self.program: Program | None = None
+        self.last_trace: Trace | None = None
+
+    # Lifetime ----------------------------------------------------------------
+    def close(self) -> None:
+        self._m.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._m.closed
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Facts -------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self._m.mode
+
+    @property
+    def bits(self) -> int:
+        return self._m.bits
+
+    @property
+    def memory_size(self) -> int:
+        return self._m.memory_size
+
+    @property
+    def vcpu_count(self) -> int:
+        return self._m.vcpu_count
+
+    @property
+    def layout(self) -> dict[str, tuple[int, int]]:
+        """Reserved regions: name -> (start, size). See the README's memory layout."""
+        return self._m.layout
+
+    @property
+    def host_caps(self) -> dict[str, Any]:
+        return self._m.host_caps
+
+    @property
+    def entry(self) -> int:
+        return self._m.entry
+
+    def set_entry(self, addr: int) -> None:
+        self._m.set_entry(addr)
+
+    # Memory ------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        return self._m.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self._m.write(addr, data)
+
+    def load(self, data: bytes, addr: int = DEFAULT_LOAD_ADDR) -> None:
+        """Write code at ``addr`` (remembered as a code region for later decoding)."""
+        self._m.load(data, addr)
+
+    def load_program(self, program: Program | bytes, addr: int = DEFAULT_LOAD_ADDR) -> Program:
+        """Load a Program (or raw bytes at ``addr``) and point the vCPUs at its entry."""
+        if not isinstance(program, Program):
+            program = Program.from_bytes(program, addr, mode=self.mode)
+        for seg in program.segments:
+            self._m.load(seg.data, seg.addr)
+            if seg.memsz > len(seg.data):
+                self._m.write(seg.addr + len(seg.data), bytes(seg.memsz - len(seg.data)))
+        self._m.set_entry(program.entry)
+        self.program = program
+        return program
+
+    def load_asm(self, source: str, addr: int = DEFAULT_LOAD_ADDR) -> Program:
+        """Assemble ``source`` for this machine's mode and load it."""
+        return self.load_program(assemble(source, self.mode, addr=addr))
+
+    def load_elf(self, path: str | os.PathLike[str]) -> Program:
+        """Load a freestanding static ELF executable (segments, entry, symbols)."""
+        return self.load_program(load_elf(path, self.mode))
+
+    def set_idt_handler(self, vector: int, handler: int | str) -> None:
+        """Point interrupt ``vector`` at ``handler`` (an address or a program symbol)."""
+        self._m.set_idt_handler(vector, self._addr(handler, "handler"))
+
+    # vCPUs -------------------------------------------------------------------
+    def vcpu(self, index: int = 0) -> Vcpu:
+        if not isinstance(index, int) or not 0 <= index < self.vcpu_count:
+            raise InvalidConfigError(f"invalid vcpu: {index!r} is out of range (this Machine has {self.vcpu_count})")
+        return Vcpu(self, index)
+
+    @property
+    def vcpus(self) -> list[Vcpu]:
+        return [Vcpu(self, i) for i in range(self.vcpu_count)]
+
+    @property
+    def regs(self) -> Registers:
+        """Registers of vCPU 0."""
+        return Registers(self, 0)
+
+    def get_register(self, name: str, vcpu: int = 0) -> int:
+        return self._m.get_register(name, vcpu)
+
+    def set_register(self, name: str, value: int, vcpu: int = 0) -> None:
+        self._m.set_register(name, value, vcpu)
+
+    def registers(self, vcpu: int = 0) -> dict[str, int]:
+        return self._m.registers(vcpu)
+
+    def reset(self, vcpu: int | None = None) -> None:
+        self._m.reset(vcpu)
+
+    def run_once(self, vcpu: int = 0) -> _core.Exit:
+        return self._m.run_once(vcpu)
+
+    # Tracing -----------------------------------------------------------------
+    def trace(
+        self,
+        debug: _core.GuestDebug | None = None,
+        *,
+        max_events: int | None = None,
+        stop_at: int | str | None = None,
+        timeout: float | None = None,
+        registers: Iterable[str] = (),
+        io_handler: IoHandler | None = None,
+        mmio_handler: IoHandler | None = None,
+        sink: str | os.PathLike[str] | Any | None = None,
+        sink_rows: int | None = None,
+        raise_on_fault: bool = True,
+    ) -> Trace:
+        """Run the KVM_RUN loop natively (GIL released) and record every debug exit.
+
+        Stops at ``max_events`` (per vCPU), a debug exit at ``stop_at`` (address or
+        symbol), a HLT exit, a write to port 0xF4, ``timeout`` seconds, Ctrl-C
+        (KeyboardInterrupt with ``.trace``), a guest shutdown or KVM internal error
+        (GuestFaultError / KvmInternalError with ``.trace``; or a returned trace with
+        ``raise_on_fault=False``), or an unhandled port/MMIO access.
+
+        Handlers are called as ``handler(port_or_addr, data_or_None, size, vcpu)``; for
+        reads return an int or bytes. ``sink`` streams rows to a Parquet dataset
+        directory (or any object with ``write(chunk)`` and ``close(trace)``).
+        """
+        if debug is None:
+            debug = _core.GuestDebug(single_step=True)
+        stop = None if stop_at is None else self._addr(stop_at, "stop_at")
+        writer = None
+        if sink is not None:
+            if isinstance(sink, (str, os.PathLike)):
+                from kvmtrace.export import ParquetSink
+
+                writer = ParquetSink(sink, machine=self, debug=debug)
+            else:
+                writer = sink
+        try:
+            core = self._m.trace(debug, max_events, stop, timeout, list(registers) if registers is not None else None,
+                                 io_handler, mmio_handler, writer, sink_rows, raise_on_fault)
+        except BaseException as e:
+            partial = getattr(e, "trace", None)
+            if isinstance(partial, _core.Trace):
+                t = Trace(partial)
+                self._finish_sink(writer, t, sink)
+                e.trace = t  # type: ignore[attr-defined]
+                self.last_trace = t
+            raise
+        t = Trace(core)
+        self._finish_sink(writer, t, sink)
+        self.last_trace = t
+        return t
+
+    @staticmethod
+    def _finish_sink(writer: Any, trace: Trace, sink: Any) -> None:
+        if writer is not None and hasattr(writer, "close"):
+            writer.close(trace)
+            if isinstance(sink, (str, os.PathLike)):
+                trace.sink_path = os.fspath(sink)
+
+    def _addr(self, where: int | str, field: str) -> int:
+        if isinstance(where, str):
+            if self.program is None:
+                raise InvalidConfigError(f"invalid {field}: {where!r} is a symbol but no program with symbols is loaded")
+            return self.program.symbol(where)
+        return where
+
+    def __repr__(self) -> str:
+        return repr(self._m)

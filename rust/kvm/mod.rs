@@ -1,0 +1,7 @@
+//! The KVM layer: VM, vCPU, guest memory and mode setup. No pyo3 here.
+
+pub mod layout;
+pub mod memory;
+pub mod regs;
+pub mod vcpu;
+pub mod vm;

@@ -1,0 +1,314 @@
+//! One vCPU: mode setup, register access by name, guest-debug programming and a
+//! single `KVM_RUN` decoded into an [`Exit`]. No Python here.
+
+use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, CpuId, KVM_SYNC_X86_REGS};
+use kvm_ioctls::VcpuFd;
+
+use crate::debug::GuestDebug;
+use crate::error::{Error, Result};
+use crate::exits::{self, Exit};
+use crate::kvm::layout::{self, Mode};
+use crate::kvm::regs::{self, RegClass};
+
+/// An instruction-fault event the vCPU is parked on: resuming must step over it once
+/// with the trigger disarmed, or the same event would fire again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parked {
+    /// INT3 patched by us at `addr`.
+    SwBreakpoint { addr: u64 },
+    /// Instruction breakpoint in DR`slot` at `pc`.
+    HwExec { slot: usize, pc: u64 },
+    /// General-detect fault (a guest `mov` to or from a debug register) at `pc`.
+    GeneralDetect { pc: u64 },
+}
+
+impl Parked {
+    pub fn pc(self) -> u64 {
+        match self {
+            Parked::SwBreakpoint { addr } => addr,
+            Parked::HwExec { pc, .. } | Parked::GeneralDetect { pc } => pc,
+        }
+    }
+}
+
+pub struct Vcpu {
+    fd: VcpuFd,
+    pub index: usize,
+    pub mode: Mode,
+    /// Set when the last debug event was an instruction fault that resuming must step over.
+    pub parked: Option<Parked>,
+    /// The guest-debug request in force (None: debugging off).
+    pub debug: Option<GuestDebug>,
+}
+
+impl Vcpu {
+    pub fn new(fd: VcpuFd, index: usize, mode: Mode, cpuid: &CpuId, entry: u64) -> Result<Self> {
+        fd.set_cpuid2(cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        let mut v = Vcpu {
+            fd,
+            index,
+            mode,
+            parked: None,
+            debug: None,
+        };
+        v.reset(entry)?;
+        Ok(v)
+    }
+
+    /// Put the vCPU in `mode` at `entry` with a fresh stack and clean flags.
+    pub fn reset(&mut self, entry: u64) -> Result<()> {
+        let mut s = self.fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
+        setup_sregs(&mut s, self.mode);
+        self.fd.set_sregs(&s).map_err(Error::kvm("KVM_SET_SREGS"))?;
+        let regs = kvm_regs {
+            rip: entry,
+            rflags: 0x2,
+            rsp: layout::STACK_TOP - layout::STACK_PER_VCPU * self.index as u64,
+            rdi: self.index as u64,
+            ..Default::default()
+        };
+        self.fd
+            .set_regs(&regs)
+            .map_err(Error::kvm("KVM_SET_REGS"))?;
+        self.parked = None;
+        Ok(())
+    }
+
+    pub fn regs(&self) -> Result<kvm_regs> {
+        self.fd.get_regs().map_err(Error::kvm("KVM_GET_REGS"))
+    }
+
+    pub fn set_regs(&self, r: &kvm_regs) -> Result<()> {
+        self.fd.set_regs(r).map_err(Error::kvm("KVM_SET_REGS"))
+    }
+
+    pub fn sregs(&self) -> Result<kvm_sregs> {
+        self.fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))
+    }
+
+    /// Read a register by name.
+    pub fn get(&self, name: &str) -> Result<u64> {
+        Ok(match regs::classify(name)? {
+            RegClass::Gp(g) => g.get(&self.regs()?),
+            RegClass::Seg(s, part) => {
+                let mut sr = self.sregs()?;
+                regs::seg_get(regs::seg_mut(&mut sr, s), part)
+            }
+            RegClass::Cr(n) => regs::cr_get(&self.sregs()?, n),
+            RegClass::Efer => self.sregs()?.efer,
+            RegClass::ApicBase => self.sregs()?.apic_base,
+            RegClass::Dr(n) => regs::dr_get(
+                &self
+                    .fd
+                    .get_debug_regs()
+                    .map_err(Error::kvm("KVM_GET_DEBUGREGS"))?,
+                n,
+            ),
+        })
+    }
+
+    /// Write a register by name.
+    pub fn set(&mut self, name: &str, v: u64) -> Result<()> {
+        match regs::classify(name)? {
+            RegClass::Gp(g) => {
+                let mut r = self.regs()?;
+                g.set(&mut r, v);
+                self.set_regs(&r)?;
+                if g == regs::Gp::Rip {
+                    self.parked = None;
+                }
+            }
+            RegClass::Seg(s, part) => {
+                let mut sr = self.sregs()?;
+                regs::seg_set(regs::seg_mut(&mut sr, s), part, v)?;
+                self.fd
+                    .set_sregs(&sr)
+                    .map_err(Error::kvm("KVM_SET_SREGS"))?;
+            }
+            RegClass::Cr(n) => {
+                let mut sr = self.sregs()?;
+                regs::cr_set(&mut sr, n, v);
+                self.fd
+                    .set_sregs(&sr)
+                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
+            }
+            RegClass::Efer => {
+                let mut sr = self.sregs()?;
+                sr.efer = v;
+                self.fd
+                    .set_sregs(&sr)
+                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
+            }
+            RegClass::ApicBase => {
+                let mut sr = self.sregs()?;
+                sr.apic_base = v;
+                self.fd
+                    .set_sregs(&sr)
+                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
+            }
+            RegClass::Dr(n) => {
+                let mut d = self
+                    .fd
+                    .get_debug_regs()
+                    .map_err(Error::kvm("KVM_GET_DEBUGREGS"))?;
+                regs::dr_set(&mut d, n, v);
+                self.fd
+                    .set_debug_regs(&d)
+                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Program `KVM_SET_GUEST_DEBUG`; `extra` adds one-shot flags (injections).
+    pub fn apply_debug(&mut self, g: Option<&GuestDebug>, extra: u32) -> Result<()> {
+        let mut dbg = kvm_guest_debug::default();
+        if let Some(g) = g {
+            dbg.control = g.control() | extra;
+            let dr = g.dr0_3();
+            dbg.arch.debugreg[..4].copy_from_slice(&dr);
+            dbg.arch.debugreg[7] = g.dr7();
+        }
+        self.fd.set_guest_debug(&dbg).map_err(|e| match e.errno() {
+            libc::EBUSY => Error::invalid(
+                "inject",
+                "an exception is already pending in the vCPU; run it first",
+            ),
+            libc::EINVAL => Error::Unsupported {
+                what: format!(
+                    "KVM_SET_GUEST_DEBUG rejected control {:#x}: {e}",
+                    dbg.control
+                ),
+            },
+            _ => Error::Kvm {
+                op: "KVM_SET_GUEST_DEBUG",
+                source: e,
+            },
+        })?;
+        self.debug = g.cloned();
+        Ok(())
+    }
+
+    /// Ask KVM to copy the general registers into `kvm_run` on every exit.
+    pub fn set_sync_regs(&mut self, on: bool) {
+        let run = self.fd.get_kvm_run();
+        if on {
+            run.kvm_valid_regs |= u64::from(KVM_SYNC_X86_REGS);
+        } else {
+            run.kvm_valid_regs &= !u64::from(KVM_SYNC_X86_REGS);
+        }
+        run.kvm_dirty_regs = 0;
+    }
+
+    /// The registers KVM synced into `kvm_run` at the last exit.
+    #[inline(always)]
+    pub fn synced_regs(&mut self) -> &kvm_regs {
+        &self.fd.sync_regs_mut().regs
+    }
+
+    /// Pointer to `kvm_run->immediate_exit`, for the kick signal handler.
+    pub fn immediate_exit_ptr(&mut self) -> *mut u8 {
+        &mut self.fd.get_kvm_run().immediate_exit as *mut u8
+    }
+
+    pub fn clear_immediate_exit(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
+    }
+
+    /// One `KVM_RUN`.
+    #[inline]
+    pub fn run(&mut self) -> Result<Exit> {
+        let mut exit = exits::decode(self.fd.run())?;
+        if let Exit::InternalError { suberror, data } = &mut exit {
+            let run = self.fd.get_kvm_run();
+            // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the kernel filled the
+            // `internal` member of the union.
+            let internal = unsafe { run.__bindgen_anon_1.internal };
+            *suberror = internal.suberror;
+            let n = (internal.ndata as usize).min(internal.data.len());
+            *data = internal.data[..n].to_vec();
+        }
+        Ok(exit)
+    }
+
+    /// Supply the data of a pending port read (after an `IoIn` exit).
+    pub fn complete_io_in(&mut self, data: &[u8]) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the last exit was KVM_EXIT_IO, so `io` is the valid union member.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        let len = (io.size as usize * io.count as usize).min(data.len());
+        let base = run as *mut kvm_bindings::kvm_run as *mut u8;
+        // SAFETY: data_offset and size*count come from the kernel and lie inside the
+        // kvm_run mapping (the kernel sized it with KVM_GET_VCPU_MMAP_SIZE).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(io.data_offset as usize), len)
+        };
+    }
+
+    /// Supply the data of a pending MMIO read.
+    pub fn complete_mmio_read(&mut self, data: &[u8]) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the last exit was KVM_EXIT_MMIO, so `mmio` is the valid union member.
+        let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
+        let n = (mmio.len as usize).min(data.len()).min(8);
+        mmio.data[..n].copy_from_slice(&data[..n]);
+    }
+}
+
+fn seg(selector: u16, type_: u8, db: u8, l: u8, g: u8, limit: u32) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db,
+        s: 1,
+        l,
+        g,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Segment, control and table registers for each mode (flat segments, base 0).
+pub fn setup_sregs(s: &mut kvm_sregs, mode: Mode) {
+    match mode {
+        Mode::Real => {
+            let code = seg(0, 0xb, 0, 0, 0, 0xffff);
+            let data = seg(0, 0x3, 0, 0, 0, 0xffff);
+            s.cs = code;
+            (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
+            s.cr0 = 0x10 | 0x20; // ET, NE
+            s.cr4 = 0;
+            s.efer = 0;
+            s.idt.base = layout::IVT;
+            s.idt.limit = 0x3ff;
+        }
+        Mode::Protected => {
+            s.cs = seg(layout::SEL_CODE32, 0xb, 1, 0, 1, 0xffff_ffff);
+            let data = seg(layout::SEL_DATA, 0x3, 1, 0, 1, 0xffff_ffff);
+            (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
+            s.cr0 = 0x1 | 0x10 | 0x20; // PE, ET, NE
+            s.cr4 = 0x600; // OSFXSR, OSXMMEXCPT
+            s.efer = 0;
+            s.idt.base = layout::IDT;
+            s.idt.limit = (256 * 8 - 1) as u16;
+        }
+        Mode::Long => {
+            s.cs = seg(layout::SEL_CODE64, 0xb, 0, 1, 1, 0xffff_ffff);
+            let data = seg(layout::SEL_DATA, 0x3, 1, 0, 1, 0xffff_ffff);
+            (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
+            s.cr0 = 0x8005_0033; // PG, WP, NE, ET, MP, PE
+            s.cr3 = layout::PML4;
+            s.cr4 = 0x620; // PAE, OSFXSR, OSXMMEXCPT
+            s.efer = 0x500; // LME, LMA
+            s.idt.base = layout::IDT;
+            s.idt.limit = (256 * 16 - 1) as u16;
+        }
+    }
+    s.gdt.base = layout::GDT;
+    s.gdt.limit = (8 * 5 - 1) as u16;
+}

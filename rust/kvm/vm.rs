@@ -1,0 +1,198 @@
+//! A VM: `/dev/kvm`, the VM fd, guest memory and its vCPUs. No Python here.
+
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+
+use crate::debug::{flag_name, GuestDebug, LEGACY_GUESTDBG_FLAGS};
+use crate::error::{Error, Result};
+use crate::kvm::layout::{self, Mode};
+use crate::kvm::memory::GuestMemory;
+use crate::kvm::vcpu::Vcpu;
+
+const KVM_CAP_SET_GUEST_DEBUG2: u64 = 195;
+pub const MAX_VCPUS: usize = 64;
+
+/// Host facts, for reports and metadata.
+#[derive(Clone, Debug, Default)]
+pub struct HostCaps {
+    pub api_version: i32,
+    pub guest_debug_flags: u32,
+    pub guest_debug2: bool,
+    pub sync_regs: u32,
+    pub debugregs: bool,
+    pub max_vcpus: usize,
+}
+
+pub fn open_kvm() -> Result<Kvm> {
+    Kvm::new().map_err(|e| match e.errno() {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => Error::KvmMissing,
+        libc::EACCES | libc::EPERM => Error::KvmPermission,
+        _ => Error::Kvm {
+            op: "open /dev/kvm",
+            source: e,
+        },
+    })
+}
+
+pub fn host_caps(kvm: &Kvm) -> HostCaps {
+    let dbg2 = kvm.check_extension_raw(KVM_CAP_SET_GUEST_DEBUG2 as _);
+    HostCaps {
+        api_version: kvm.get_api_version(),
+        guest_debug_flags: if dbg2 > 0 {
+            dbg2 as u32
+        } else if kvm.check_extension(Cap::SetGuestDebug) {
+            LEGACY_GUESTDBG_FLAGS
+        } else {
+            0
+        },
+        guest_debug2: dbg2 > 0,
+        sync_regs: kvm.check_extension_int(Cap::SyncRegs).max(0) as u32,
+        debugregs: kvm.check_extension(Cap::Debugregs),
+        max_vcpus: kvm.get_max_vcpus(),
+    }
+}
+
+pub struct Vm {
+    // Field order matters: vCPUs and the VM fd close before the memory is unmapped.
+    pub vcpus: Vec<Vcpu>,
+    _vm: VmFd,
+    pub mem: GuestMemory,
+    pub caps: HostCaps,
+    pub mode: Mode,
+    pub entry: u64,
+}
+
+impl Vm {
+    pub fn new(memory_size: u64, mode: Mode, nvcpus: usize) -> Result<Vm> {
+        if !(layout::MIN_MEMORY..=layout::MAX_MEMORY).contains(&memory_size) {
+            return Err(Error::invalid(
+                "memory_size",
+                format!(
+                    "{memory_size:#x} is out of range ({:#x}..={:#x})",
+                    layout::MIN_MEMORY,
+                    layout::MAX_MEMORY
+                ),
+            ));
+        }
+        if memory_size % 0x1000 != 0 {
+            return Err(Error::invalid(
+                "memory_size",
+                format!("{memory_size:#x} is not a multiple of the 4 KiB page size"),
+            ));
+        }
+        let kvm = open_kvm()?;
+        let caps = host_caps(&kvm);
+        let max = caps.max_vcpus.min(MAX_VCPUS);
+        if nvcpus == 0 || nvcpus > max {
+            return Err(Error::invalid(
+                "vcpus",
+                format!("{nvcpus} is out of range (1..={max})"),
+            ));
+        }
+        if caps.guest_debug_flags == 0 {
+            return Err(Error::Unsupported {
+                what: "KVM_CAP_SET_GUEST_DEBUG (guest debugging)".into(),
+            });
+        }
+        let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+        // Intel without unrestricted guest needs a TSS area for real mode; harmless elsewhere.
+        let _ = vm.set_tss_address(0xfffb_d000);
+        let mem = GuestMemory::new(memory_size as usize)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size,
+            userspace_addr: mem.host_addr(),
+        };
+        // SAFETY: the region is our own mapping of exactly memory_size bytes, and it
+        // outlives the VM fd (field order in `Vm`).
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        layout::build(&mem, mode)?;
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::with_capacity(nvcpus);
+        for i in 0..nvcpus {
+            let fd = vm
+                .create_vcpu(i as u64)
+                .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+            vcpus.push(Vcpu::new(fd, i, mode, &cpuid, layout::CODE)?);
+        }
+        Ok(Vm {
+            vcpus,
+            _vm: vm,
+            mem,
+            caps,
+            mode,
+            entry: layout::CODE,
+        })
+    }
+
+    /// Reject a request that needs a flag this host's KVM does not support.
+    pub fn check_debug(&self, g: &GuestDebug) -> Result<()> {
+        g.validate()?;
+        if let Some(flag) = g.first_unsupported(self.caps.guest_debug_flags) {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "{} (KVM_CAP_SET_GUEST_DEBUG2 reports {:#x})",
+                    flag_name(flag),
+                    self.caps.guest_debug_flags
+                ),
+            });
+        }
+        for &a in &g.sw_breakpoints {
+            if a >= self.mem.size() as u64 {
+                return Err(Error::invalid(
+                    "sw_breakpoints",
+                    format!(
+                        "{a:#x} is outside guest memory (0x0..{:#x})",
+                        self.mem.size()
+                    ),
+                ));
+            }
+        }
+        if g.hw_breakpoints
+            .iter()
+            .any(|b| b.kind == crate::debug::BpKind::Io)
+        {
+            for v in &self.vcpus {
+                if v.get("cr4")? & 0x8 == 0 {
+                    return Err(Error::invalid(
+                        "hw_breakpoints",
+                        "io breakpoints need CR4.DE; set it first, e.g. machine.set_register(\"cr4\", cr4 | 0x8)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Point every vCPU at `entry`.
+    pub fn set_entry(&mut self, entry: u64) -> Result<()> {
+        if entry >= self.mem.size() as u64 {
+            return Err(Error::invalid(
+                "entry",
+                format!(
+                    "{entry:#x} is outside guest memory (0x0..{:#x})",
+                    self.mem.size()
+                ),
+            ));
+        }
+        self.entry = entry;
+        for v in &mut self.vcpus {
+            v.set("rip", entry)?;
+        }
+        Ok(())
+    }
+
+    /// Install an interrupt gate for `vector` pointing at `handler`, in the mode's format.
+    pub fn set_idt_handler(&self, vector: u8, handler: u64) -> Result<()> {
+        let gate = layout::gate(self.mode, handler)?;
+        self.mem.write(
+            self.mode.idt_base() + u64::from(vector) * self.mode.gate_size(),
+            &gate,
+        )
+    }
+}

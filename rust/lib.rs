@@ -1,0 +1,50 @@
+//! kvmtrace's Rust core. This file only wires the Python module; the engine lives in
+//! `kvm/` (VM, vCPU, memory), `exits.rs` (decoding), `recorder.rs` (columns),
+//! `runloop.rs` (the KVM_RUN loop) and `debug.rs` (DR7 encoding); `py/` holds the bindings.
+
+pub mod debug;
+pub mod error;
+pub mod exits;
+pub mod kick;
+pub mod kvm;
+pub mod py;
+pub mod recorder;
+pub mod runloop;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _core {
+    use super::*;
+
+    #[pymodule_export]
+    use crate::py::debug::PyGuestDebug;
+    #[pymodule_export]
+    use crate::py::debug::PyHwBreakpoint;
+    #[pymodule_export]
+    use crate::py::machine::PyExit;
+    #[pymodule_export]
+    use crate::py::machine::PyMachine;
+    #[pymodule_export]
+    use crate::py::trace::PyTrace;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add(
+            "build_profile",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        )?;
+        m.add(
+            "FIXED_BYTES_PER_EVENT",
+            crate::recorder::FIXED_BYTES_PER_EVENT,
+        )?;
+        m.add("CONSOLE_PORT", crate::runloop::CONSOLE_PORT)?;
+        m.add("EXIT_PORT", crate::runloop::EXIT_PORT)?;
+        py::exceptions::register(m)
+    }
+}

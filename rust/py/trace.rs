@@ -1,0 +1,333 @@
+//! `Trace`: recorded columns plus how the run ended. Columns are exposed as
+//! read-only numpy arrays that borrow the Rust vectors (no copy): the array's base
+//! object is the Trace, which is frozen, so the memory never moves or changes.
+
+use numpy::ndarray::ArrayView1;
+use numpy::{Element, PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::debug::GuestDebug;
+use crate::error::Error;
+use crate::kvm::regs::Gp;
+use crate::py::debug::PyGuestDebug;
+use crate::recorder::Columns;
+use crate::runloop::StopReason;
+
+pub struct TraceMeta {
+    pub stop_reason: String,
+    pub stop_detail: Py<PyDict>,
+    pub per_vcpu_stop: Vec<String>,
+    pub console: Vec<u8>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Events recorded in the whole run, including rows already handed to a sink.
+    pub event_count: u64,
+    pub exits: u64,
+    pub mode: String,
+    pub vcpus: usize,
+    pub debug: Option<GuestDebug>,
+    pub code_regions: Vec<(u64, Vec<u8>)>,
+}
+
+#[pyclass(frozen, name = "Trace", module = "kvmtrace._core")]
+pub struct PyTrace {
+    pub cols: Columns,
+    pub meta: TraceMeta,
+}
+
+/// The detail dict of a stop reason.
+pub fn stop_detail(py: Python<'_>, r: &StopReason) -> PyResult<Py<PyDict>> {
+    let d = PyDict::new(py);
+    match r {
+        StopReason::ExitPort(code) => d.set_item("exit_code", code)?,
+        StopReason::InternalError { suberror, data } => {
+            d.set_item("suberror", suberror)?;
+            d.set_item("data", data.clone())?;
+        }
+        StopReason::FailEntry { reason } => d.set_item("hardware_entry_failure_reason", reason)?,
+        StopReason::Io { port, write, data } => {
+            d.set_item("port", port)?;
+            d.set_item("write", write)?;
+            d.set_item("data", PyBytes::new(py, data))?;
+        }
+        StopReason::Mmio { addr, write, data } => {
+            d.set_item("addr", addr)?;
+            d.set_item("write", write)?;
+            d.set_item("data", PyBytes::new(py, data))?;
+        }
+        StopReason::HandlerError(m)
+        | StopReason::SinkError(m)
+        | StopReason::KvmError(m)
+        | StopReason::Other(m) => d.set_item("message", m)?,
+        _ => {}
+    }
+    Ok(d.unbind())
+}
+
+fn view<'py, T: Element>(slf: &Bound<'py, PyTrace>, v: &[T]) -> PyResult<Bound<'py, PyArray1<T>>> {
+    let arr = ArrayView1::from(v);
+    // SAFETY: `v` lives inside the frozen `PyTrace` behind `slf`, which is never
+    // mutated after construction; the new array holds a reference to `slf` as its
+    // base object, so the memory outlives the array.
+    let a = unsafe { PyArray1::borrow_from_array(&arr, slf.clone().into_any()) };
+    let kwargs = PyDict::new(slf.py());
+    kwargs.set_item("write", false)?;
+    a.call_method("setflags", (), Some(&kwargs))?;
+    Ok(a)
+}
+
+fn copy_col<T: Element + Copy>(
+    d: &Bound<'_, PyDict>,
+    name: &str,
+    n: Option<usize>,
+) -> PyResult<Vec<T>> {
+    match d.get_item(name)? {
+        Some(a) => {
+            let a: PyReadonlyArray1<'_, T> = a.extract().map_err(|_| {
+                Error::invalid(
+                    name,
+                    format!(
+                        "column {name:?} must be a 1-D numpy array of {}",
+                        std::any::type_name::<T>()
+                    ),
+                )
+            })?;
+            let v = a.as_array().to_vec();
+            if let Some(n) = n {
+                if v.len() != n {
+                    return Err(Error::invalid(
+                        name,
+                        format!("column {name:?} has {} rows, pc has {n}", v.len()),
+                    )
+                    .into());
+                }
+            }
+            Ok(v)
+        }
+        None => Err(Error::invalid(name, format!("column {name:?} is missing")).into()),
+    }
+}
+
+#[pymethods]
+impl PyTrace {
+    fn __len__(&self) -> usize {
+        self.cols.len()
+    }
+
+    #[getter]
+    fn seq<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        view(slf, &slf.get().cols.seq)
+    }
+    #[getter]
+    fn vcpu<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u16>>> {
+        view(slf, &slf.get().cols.vcpu)
+    }
+    #[getter]
+    fn time_ns<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        view(slf, &slf.get().cols.time_ns)
+    }
+    #[getter]
+    fn exception<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        view(slf, &slf.get().cols.exception)
+    }
+    #[getter]
+    fn pc<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        view(slf, &slf.get().cols.pc)
+    }
+    #[getter]
+    fn dr6<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        view(slf, &slf.get().cols.dr6)
+    }
+    #[getter]
+    fn dr7<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        view(slf, &slf.get().cols.dr7)
+    }
+
+    /// Names of the register columns, in order.
+    #[getter]
+    fn register_names(&self) -> Vec<&'static str> {
+        self.cols.reg_names.iter().map(|g| g.name()).collect()
+    }
+
+    /// Register columns by name (zero-copy views).
+    #[getter]
+    fn registers<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(slf.py());
+        let t = slf.get();
+        for (g, col) in t.cols.reg_names.iter().zip(&t.cols.regs) {
+            d.set_item(g.name(), view(slf, col)?)?;
+        }
+        Ok(d)
+    }
+
+    #[getter]
+    fn stop_reason(&self) -> &str {
+        &self.meta.stop_reason
+    }
+    #[getter]
+    fn stop_detail<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+        self.meta
+            .stop_detail
+            .bind(py)
+            .copy()
+            .unwrap_or_else(|_| PyDict::new(py))
+    }
+    #[getter]
+    fn per_vcpu_stop(&self) -> Vec<String> {
+        self.meta.per_vcpu_stop.clone()
+    }
+    #[getter]
+    fn console<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.meta.console)
+    }
+    #[getter]
+    fn start_ns(&self) -> u64 {
+        self.meta.start_ns
+    }
+    #[getter]
+    fn end_ns(&self) -> u64 {
+        self.meta.end_ns
+    }
+    #[getter]
+    fn elapsed_s(&self) -> f64 {
+        self.meta.end_ns.saturating_sub(self.meta.start_ns) as f64 / 1e9
+    }
+    /// Events recorded in the whole run (including rows streamed to a sink).
+    #[getter]
+    fn event_count(&self) -> u64 {
+        self.meta.event_count
+    }
+    #[getter]
+    fn exits(&self) -> u64 {
+        self.meta.exits
+    }
+    #[getter]
+    fn events_per_s(&self) -> f64 {
+        let s = self.elapsed_s();
+        if s > 0.0 {
+            self.meta.event_count as f64 / s
+        } else {
+            0.0
+        }
+    }
+    #[getter]
+    fn mode(&self) -> &str {
+        &self.meta.mode
+    }
+    #[getter]
+    fn vcpus(&self) -> usize {
+        self.meta.vcpus
+    }
+    #[getter]
+    fn debug(&self) -> Option<PyGuestDebug> {
+        self.meta.debug.clone().map(|inner| PyGuestDebug { inner })
+    }
+    /// Guest code loaded before the run, as (address, bytes), for decoding pcs later.
+    #[getter]
+    fn code_regions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let l = PyList::empty(py);
+        for (a, b) in &self.meta.code_regions {
+            l.append((a, PyBytes::new(py, b)))?;
+        }
+        Ok(l)
+    }
+    /// Heap bytes held by the columns.
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.cols.heap_bytes()
+    }
+
+    /// Build a Trace from numpy columns (copied): `pc`, `dr6`, `dr7`, `exception`,
+    /// and optionally `seq`, `vcpu`, `time_ns`, and `registers` (name -> uint64 array).
+    #[staticmethod]
+    #[pyo3(signature = (columns, *, mode = "long".to_string(), registers = None, stop_reason = "unknown".to_string(),
+                        stop_detail = None, console = Vec::new(), start_ns = 0, end_ns = 0, event_count = None,
+                        exits = 0, vcpus = 1, debug = None, code_regions = Vec::new(), per_vcpu_stop = Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_columns(
+        py: Python<'_>,
+        columns: &Bound<'_, PyDict>,
+        mode: String,
+        registers: Option<&Bound<'_, PyDict>>,
+        stop_reason: String,
+        stop_detail: Option<Bound<'_, PyDict>>,
+        console: Vec<u8>,
+        start_ns: u64,
+        end_ns: u64,
+        event_count: Option<u64>,
+        exits: u64,
+        vcpus: usize,
+        debug: Option<PyRef<'_, PyGuestDebug>>,
+        code_regions: Vec<(u64, Vec<u8>)>,
+        per_vcpu_stop: Vec<String>,
+    ) -> PyResult<Self> {
+        let pc: Vec<u64> = copy_col(columns, "pc", None)?;
+        let n = Some(pc.len());
+        let seq = if columns.contains("seq")? {
+            copy_col(columns, "seq", n)?
+        } else {
+            (0..pc.len() as u64).collect()
+        };
+        let vcpu = if columns.contains("vcpu")? {
+            copy_col(columns, "vcpu", n)?
+        } else {
+            vec![0; pc.len()]
+        };
+        let time_ns = if columns.contains("time_ns")? {
+            copy_col(columns, "time_ns", n)?
+        } else {
+            vec![0; pc.len()]
+        };
+        let mut cols = Columns {
+            seq,
+            vcpu,
+            time_ns,
+            exception: copy_col(columns, "exception", n)?,
+            dr6: copy_col(columns, "dr6", n)?,
+            dr7: copy_col(columns, "dr7", n)?,
+            pc,
+            ..Default::default()
+        };
+        if let Some(regs) = registers {
+            for (k, v) in regs.iter() {
+                let name: String = k.extract()?;
+                let g = Gp::parse(&name)?;
+                let d = PyDict::new(py);
+                d.set_item(&name, v)?;
+                cols.regs.push(copy_col(&d, &name, n)?);
+                cols.reg_names.push(g);
+            }
+        }
+        let len = cols.len() as u64;
+        Ok(PyTrace {
+            cols,
+            meta: TraceMeta {
+                stop_reason,
+                stop_detail: stop_detail
+                    .map(|d| d.unbind())
+                    .unwrap_or_else(|| PyDict::new(py).unbind()),
+                per_vcpu_stop,
+                console,
+                start_ns,
+                end_ns,
+                event_count: event_count.unwrap_or(len),
+                exits,
+                mode,
+                vcpus,
+                debug: debug.map(|d| d.inner.clone()),
+                code_regions,
+            },
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<kvmtrace Trace: {} events, mode={}, stop_reason={}, {:.0} events/s>",
+            self.cols.len(),
+            self.meta.mode,
+            self.meta.stop_reason,
+            self.events_per_s()
+        )
+    }
+}

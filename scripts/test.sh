@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install kvmtrace with its test extras (system tools from Debian if missing) and run
+# the whole suite: Rust unit tests, then pytest. Used by the README and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+python3 -m pip install -q -e '.[test]'
+echo "== cargo test"
+cargo test --quiet 2>&1 | tail -n 20
+echo "== pytest"
+set +e
+python3 -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+exit "$rc"
