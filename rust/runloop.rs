@@ -125,8 +125,14 @@ pub trait Hooks: Sync {
     fn mmio(&self, vcpu: usize, addr: u64, write: Option<&[u8]>, size: usize) -> Handled;
     /// False when the run must stop now (Ctrl-C).
     fn poll(&self) -> bool;
-    /// Write a full chunk to the sink; on failure give it back with the reason.
-    fn chunk(&self, cols: Columns) -> std::result::Result<(), (Columns, String)>;
+    /// Write a full chunk to the sink; on failure give the rows back with the reason.
+    fn chunk(&self, cols: Columns) -> std::result::Result<(), SinkFailure>;
+}
+
+/// A chunk the sink could not take, returned so no row is lost.
+pub struct SinkFailure {
+    pub rows: Box<Columns>,
+    pub reason: String,
 }
 
 struct Control {
@@ -233,8 +239,8 @@ pub fn trace(
                 Ok(chunk) => {
                     if sink_error.is_some() {
                         unflushed.append(chunk);
-                    } else if let Err((back, why)) = hooks.chunk(chunk) {
-                        unflushed.append(back);
+                    } else if let Err(SinkFailure { rows, reason: why }) = hooks.chunk(chunk) {
+                        unflushed.append(*rows);
                         ctl.request(StopReason::SinkError(why.clone()));
                         sink_error = Some(why);
                     }

@@ -74,6 +74,7 @@ impl GuestMemory {
     }
 
     pub fn read_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        self.check(addr, len)?; // before allocating: `len` may be absurd
         let mut v = vec![0u8; len];
         self.read(addr, &mut v)?;
         Ok(v)

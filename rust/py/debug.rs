@@ -181,11 +181,13 @@ impl PyGuestDebug {
                 )
                 .into());
             }
-            let mut r = RawDebugRegs { dr: [0; 4], dr7: 0 };
-            for i in 0..4 {
-                r.dr[i] = u64_arg(&v[i], "raw_debugreg")?;
+            let mut r = RawDebugRegs {
+                dr: [0; 4],
+                dr7: u64_arg(&v[4], "raw_debugreg")?,
+            };
+            for (slot, val) in r.dr.iter_mut().zip(&v) {
+                *slot = u64_arg(val, "raw_debugreg")?;
             }
-            r.dr7 = u64_arg(&v[4], "raw_debugreg")?;
             g.raw = Some(r);
         }
         g.validate()?;

@@ -17,7 +17,7 @@ use crate::py::debug::PyGuestDebug;
 use crate::py::exceptions::{GuestFaultError, KvmInternalError, KvmIoctlError, SinkError};
 use crate::py::trace::{stop_detail, PyTrace, TraceMeta};
 use crate::recorder::Columns;
-use crate::runloop::{self, Handled, Hooks, StopReason, TraceConfig};
+use crate::runloop::{self, Handled, Hooks, SinkFailure, StopReason, TraceConfig};
 
 /// Code regions copied into a Trace for later decoding, at most this many bytes.
 const MAX_CODE_SNAPSHOT: usize = 1 << 20;
@@ -189,9 +189,12 @@ impl Hooks for PyHooks {
         })
     }
 
-    fn chunk(&self, cols: Columns) -> Result<(), (Columns, String)> {
+    fn chunk(&self, cols: Columns) -> Result<(), SinkFailure> {
         let Some(sink) = &self.sink else {
-            return Err((cols, "no sink".into()));
+            return Err(SinkFailure {
+                rows: Box::new(cols),
+                reason: "no sink".into(),
+            });
         };
         Python::attach(|py| {
             let n = cols.len() as u64;
@@ -209,14 +212,19 @@ impl Hooks for PyHooks {
                 debug: None,
                 code_regions: Vec::new(),
             };
-            let t = Bound::new(py, PyTrace { cols, meta })
-                .map_err(|e| (Columns::default(), e.to_string()))?;
+            let t = Bound::new(py, PyTrace { cols, meta }).map_err(|e| SinkFailure {
+                rows: Box::default(),
+                reason: e.to_string(),
+            })?;
             match sink.call_method1(py, "write", (t.clone(),)) {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     let msg = e.to_string();
                     self.keep(e);
-                    Err((t.get().cols.clone(), msg))
+                    Err(SinkFailure {
+                        rows: Box::new(t.get().cols.clone()),
+                        reason: msg,
+                    })
                 }
             }
         })
@@ -377,7 +385,7 @@ impl PyMachine {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let (a, n) = (u64_arg(addr, "addr")?, u64_arg(size, "size")?);
         let n = usize::try_from(n).map_err(|_| Error::invalid("size", "too large"))?;
-        let v = self.with(|i| Ok(i.vm.mem.read_vec(a, n.min(usize::MAX))?))?;
+        let v = self.with(|i| Ok(i.vm.mem.read_vec(a, n)?))?;
         Ok(PyBytes::new(py, &v))
     }
 
