@@ -3,13 +3,11 @@
 
 use crate::error::{Error, Result};
 
-pub const KVM_GUESTDBG_ENABLE: u32 = 0x0000_0001;
-pub const KVM_GUESTDBG_SINGLESTEP: u32 = 0x0000_0002;
-pub const KVM_GUESTDBG_USE_SW_BP: u32 = 0x0001_0000;
-pub const KVM_GUESTDBG_USE_HW_BP: u32 = 0x0002_0000;
-pub const KVM_GUESTDBG_INJECT_DB: u32 = 0x0004_0000;
-pub const KVM_GUESTDBG_INJECT_BP: u32 = 0x0008_0000;
-pub const KVM_GUESTDBG_BLOCKIRQ: u32 = 0x0020_0000;
+// The x86 uapi values (arch/x86/include/uapi/asm/kvm.h), from kvm-bindings.
+pub use kvm_bindings::{
+    KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_INJECT_DB,
+    KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
+};
 
 /// The flags a kernel without `KVM_CAP_SET_GUEST_DEBUG2` supports on x86.
 pub const LEGACY_GUESTDBG_FLAGS: u32 = KVM_GUESTDBG_ENABLE
@@ -446,6 +444,15 @@ mod tests {
             ..Default::default()
         };
         assert!(g.validate().is_err());
+    }
+
+    #[test]
+    fn flag_values_are_the_x86_uapi_ones() {
+        assert_eq!(KVM_GUESTDBG_USE_SW_BP, 0x1_0000);
+        assert_eq!(KVM_GUESTDBG_USE_HW_BP, 0x2_0000);
+        assert_eq!(KVM_GUESTDBG_INJECT_DB, 0x4_0000);
+        assert_eq!(KVM_GUESTDBG_INJECT_BP, 0x8_0000);
+        assert_eq!(KVM_GUESTDBG_BLOCKIRQ, 0x10_0000);
     }
 
     #[test]

@@ -472,7 +472,13 @@ fn run_vcpu(
                     if let Err(e) = end_step(vcpu, mem, debug, p) {
                         break fail(e);
                     }
-                    record = debug.single_step || ev.exception != 1 || data_cause(debug, ev.dr6);
+                    // The step-over's own trap (BS) is internal unless the user single-steps;
+                    // anything else (a data breakpoint, or a new fault because a host lost
+                    // the trap) is a real event.
+                    record = debug.single_step
+                        || ev.exception != 1
+                        || ev.dr6 & dr6::BS == 0
+                        || data_cause(debug, ev.dr6);
                 }
                 if record {
                     let regs = if want_regs {

@@ -233,13 +233,31 @@ def test_bad_trace_arguments() -> None:
         assert m.trace(GuestDebug()).exit_code == 0x2A
 
 
-def test_unsupported_flag_names_the_flag() -> None:
+def test_unsupported_flag_names_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Present this host as a kernel without BLOCKIRQ (KVMTRACE_GUESTDBG_MASK masks
+    # the flags KVM_CAP_SET_GUEST_DEBUG2 reports).
+    monkeypatch.setenv("KVMTRACE_GUESTDBG_MASK", "0x0f0003")
     with Machine(memory_size=1 << 20, mode="long") as m:
-        flags = m.host_caps["guest_debug_flags"]
-        if flags & 0x200000:
-            pytest.skip("this host supports KVM_GUESTDBG_BLOCKIRQ")  # not a KVM skip: a different host
+        m.load_asm(loop_source(2))
+        assert m.host_caps["guest_debug_flags"] & 0x100000 == 0
         with pytest.raises(kvmtrace.UnsupportedError, match="KVM_GUESTDBG_BLOCKIRQ"):
             m.trace(GuestDebug(single_step=True, block_irq=True))
+        with pytest.raises(kvmtrace.UnsupportedError, match="KVM_GUESTDBG_BLOCKIRQ"):
+            m.vcpu(0).set_guest_debug(GuestDebug(block_irq=True))
+    monkeypatch.setenv("KVMTRACE_GUESTDBG_MASK", "0x3")
+    with Machine(memory_size=1 << 20, mode="long") as m:
+        with pytest.raises(kvmtrace.UnsupportedError, match="KVM_GUESTDBG_USE_HW_BP"):
+            m.trace(GuestDebug(hw_breakpoints=[HwBreakpoint(0x8000)]))
+
+
+def test_block_irq_runs_where_supported() -> None:
+    with Machine(memory_size=1 << 20, mode="long") as m:
+        if not m.host_caps["guest_debug_flags"] & 0x100000:
+            pytest.skip("this host lacks KVM_GUESTDBG_BLOCKIRQ")
+        prog = m.load_asm(loop_source(3))
+        t = m.trace(GuestDebug(single_step=True, block_irq=True))
+        assert t.pc.tolist() == loop_step_pcs(prog, 3)
+        assert t.debug.block_irq and t.debug.control & 0x100000
 
 
 def test_software_breakpoints_patch_and_restore_memory() -> None:

@@ -34,21 +34,40 @@ pub fn open_kvm() -> Result<Kvm> {
     })
 }
 
+/// Environment variable that masks the guest-debug flags the host reports, to see how
+/// a program behaves on a kernel with fewer (e.g. `0x0f0003`: no BLOCKIRQ).
+pub const GUESTDBG_MASK_ENV: &str = "KVMTRACE_GUESTDBG_MASK";
+
 pub fn host_caps(kvm: &Kvm) -> HostCaps {
     let dbg2 = kvm.check_extension_raw(KVM_CAP_SET_GUEST_DEBUG2 as _);
+    let mut flags = if dbg2 > 0 {
+        dbg2 as u32
+    } else if kvm.check_extension(Cap::SetGuestDebug) {
+        LEGACY_GUESTDBG_FLAGS
+    } else {
+        0
+    };
+    if let Some(mask) = std::env::var(GUESTDBG_MASK_ENV)
+        .ok()
+        .and_then(|v| parse_int(&v))
+    {
+        flags &= mask as u32;
+    }
     HostCaps {
         api_version: kvm.get_api_version(),
-        guest_debug_flags: if dbg2 > 0 {
-            dbg2 as u32
-        } else if kvm.check_extension(Cap::SetGuestDebug) {
-            LEGACY_GUESTDBG_FLAGS
-        } else {
-            0
-        },
+        guest_debug_flags: flags,
         guest_debug2: dbg2 > 0,
         sync_regs: kvm.check_extension_int(Cap::SyncRegs).max(0) as u32,
         debugregs: kvm.check_extension(Cap::Debugregs),
         max_vcpus: kvm.get_max_vcpus(),
+    }
+}
+
+fn parse_int(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
     }
 }
 
@@ -194,5 +213,17 @@ impl Vm {
             self.mode.idt_base() + u64::from(vector) * self.mode.gate_size(),
             &gate,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_int;
+
+    #[test]
+    fn mask_values_parse() {
+        assert_eq!(parse_int("0x0f0003"), Some(0x0f0003));
+        assert_eq!(parse_int(" 255 "), Some(255));
+        assert_eq!(parse_int("nope"), None);
     }
 }
