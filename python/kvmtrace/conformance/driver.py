@@ -1,0 +1,379 @@
+"""Running one scenario's guest: a KVM_RUN loop over ``Machine.run_once`` with a watchdog.
+
+The conformance suite drives the vCPU with the raw ``run_once`` primitive, not
+``Machine.trace``: it wants every exit exactly as KVM reports it, with no
+step-over or re-injection logic of kvmtrace's engine in between.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from kvmtrace._core import GuestDebug
+from kvmtrace.conformance.model import Check, Expect, Observation, make_check
+
+#: One expected exit of a sequence: a label, the expectation, and optionally a
+#: function returning values the guest stored (attached to the matching exit).
+Item = tuple[str, Expect] | tuple[str, Expect, Callable[[], dict[str, int]]]
+#: Observations after which the vCPU cannot go on.
+TERMINAL = frozenset({"exit", "guest_exception", "shutdown", "internal_error", "fail_entry", "other", "timeout",
+                      "not_reached"})
+from kvmtrace.machine import Machine
+from kvmtrace.program import Program
+
+CONSOLE_PORT = 0xE9
+EXIT_PORT = 0xF4
+#: Exit codes the guests write to port 0xF4.
+EXIT_DONE = 0x00
+EXIT_HANDLER = 0x41
+EXIT_STUB = 0x80  # | vector: the catch-all stub of that vector ran
+#: Where the catch-all exception stubs leave their record.
+STUB_RECORD = 0x1F00
+#: Vectors that push an error code in protected and long mode.
+ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
+VECTOR_NAMES = {
+    0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF", 10: "#TS",
+    11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE",
+    21: "#CP", 29: "#VC", 30: "#SX",
+}
+SLOT_BYTES = {"real": 2, "protected": 4, "long": 8}
+DR_BYTES = {"real": 4, "protected": 4, "long": 8}
+
+
+class RunTimeout(Exception):
+    """Raised (from a signal handler) inside a KVM_RUN that overran its deadline."""
+
+
+class Watchdog:
+    """Interrupts a KVM_RUN of the main thread that overruns its deadline.
+
+    A helper thread sends a real-time signal to the main thread while a deadline
+    has passed; the signal makes the blocking KVM_RUN return EINTR, ``run_once``
+    then runs the Python handler, which raises :class:`RunTimeout`. Only the
+    main thread can take Python signals: elsewhere the watchdog is inactive (a
+    guest that never exits would then block; the bundled guests always exit).
+    """
+
+    SIGNAL = signal.SIGRTMIN + 6  # kvmtrace's own vCPU kick uses SIGRTMIN + 2
+
+    def __init__(self) -> None:
+        self.active = False
+        self._deadline: float | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._old: Any = None
+
+    def __enter__(self) -> Watchdog:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(self.SIGNAL, self._on_signal)
+            self._target = threading.main_thread().ident
+            self._thread = threading.Thread(target=self._loop, name="kvmtrace-conformance-watchdog", daemon=True)
+            self._thread.start()
+            self.active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._closed = True
+            self._deadline = None
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        if self.active:
+            signal.signal(self.SIGNAL, self._old if self._old is not None else signal.SIG_DFL)
+        self.active = False
+
+    def arm(self, deadline: float) -> None:
+        with self._cond:
+            self._deadline = deadline
+            self._cond.notify_all()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._deadline = None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        d = self._deadline
+        if d is not None and time.monotonic() >= d:
+            self._deadline = None
+            raise RunTimeout()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._closed:
+                d = self._deadline
+                if d is None:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                if now < d:
+                    self._cond.wait(d - now)
+                    continue
+                # Past the deadline: kick until the main thread disarms (a kick that
+                # lands just before KVM_RUN is entered is lost, so repeat).
+                signal.pthread_kill(self._target, self.SIGNAL)
+                self._cond.wait(0.02)
+
+
+class GuestRun:
+    """One scenario's vCPU: program guest debugging, run to the next event, check it."""
+
+    def __init__(self, machine: Machine, program: Program, watchdog: Watchdog, *,
+                 run_timeout: float = 2.0, deadline: float | None = None) -> None:
+        self.m = machine
+        self.prog = program
+        self.mode = machine.mode
+        self.watchdog = watchdog
+        self.run_timeout = run_timeout
+        self.deadline = deadline
+        self.checks: list[Check] = []
+        self.notes: list[str] = []
+        self.console = bytearray()
+        self.passed_exits: list[str] = []
+        #: Why the vCPU cannot run any more (a shutdown, an exit port write, ...).
+        self.stopped: str | None = None
+        self.debug: GuestDebug | None = None
+
+    # Guest facts -------------------------------------------------------------
+    def sym(self, name: str) -> int:
+        return self.prog.symbol(name)
+
+    def has(self, name: str) -> bool:
+        return name in self.prog.symbols
+
+    def where(self, pc: int | None) -> str | None:
+        return None if pc is None else self.prog.symbolize(pc)
+
+    def read_uint(self, addr: int, size: int) -> int:
+        return int.from_bytes(self.m.read(addr, size), "little")
+
+    def read_dr6(self, addr: int) -> int:
+        """A DR6 value the guest stored (4 bytes, 8 in long mode)."""
+        return self.read_uint(addr, DR_BYTES[self.mode])
+
+    def read_slot(self, addr: int) -> int:
+        """A stack slot the guest stored (2, 4 or 8 bytes by mode)."""
+        return self.read_uint(addr, SLOT_BYTES[self.mode])
+
+    # Control -----------------------------------------------------------------
+    def set_debug(self, debug: GuestDebug | None) -> None:
+        """KVM_SET_GUEST_DEBUG (UnsupportedError propagates: the verdict is then `unsupported`)."""
+        self.m.vcpu(0).set_guest_debug(debug)
+        self.debug = debug
+
+    def set_pc(self, addr: int) -> None:
+        """Move the vCPU to ``addr`` (as a debugger skips a faulting instruction)."""
+        self.m.regs["rip"] = addr - self.m.regs["cs_base"]
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def run(self, *, stop_on_io: bool = False, skip: Iterable[str] = (), max_exits: int = 10_000) -> Observation:
+        """KVM_RUN until the next event of interest and describe it.
+
+        Port 0xE9 output is collected; a write to port 0xF4 ends the guest
+        (``exit``, or ``guest_exception`` when a catch-all stub wrote it). Other
+        port and MMIO exits are passed over (and remembered) unless ``stop_on_io``;
+        exits whose reason is in ``skip`` are passed over too.
+        """
+        if self.stopped is not None:
+            return Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
+        skip = set(skip)
+        for _ in range(max_exits):
+            now = time.monotonic()
+            limit = now + self.run_timeout
+            if self.deadline is not None:
+                limit = min(limit, self.deadline)
+            try:
+                try:
+                    self.watchdog.arm(limit)
+                    e = self.m.run_once()
+                finally:
+                    self.watchdog.disarm()
+            except RunTimeout:
+                return self._stop(Observation("timeout", note=f"no exit within {self.run_timeout:g} s"))
+            r = e.reason
+            if r == "interrupted":
+                continue
+            if r == "io_out" and e.port == CONSOLE_PORT:
+                self.console += e.data or b""
+                continue
+            if r == "io_out" and e.port == EXIT_PORT:
+                return self._stop(self._exit_port(e.data or b"\0"))
+            if r in skip:
+                self.passed_exits.append(r)
+                continue
+            if r == "debug":
+                return Observation("debug", exception=e.exception, pc=e.pc, dr6=e.dr6, dr7=e.dr7,
+                                   note=self.where(e.pc))
+            if r in ("io_out", "io_in"):
+                if stop_on_io:
+                    return Observation(r, port=e.port, note=f"size {e.size}")
+                self.passed_exits.append(f"{r}:{e.port:#x}")
+                continue
+            if r in ("mmio_read", "mmio_write"):
+                if stop_on_io:
+                    return Observation(r, addr=e.addr, note=f"size {e.size}")
+                self.passed_exits.append(f"{r}:{e.addr:#x}")
+                continue
+            if r == "hlt":
+                return Observation("hlt", pc=self._linear_rip(), note=self.where(self._linear_rip()))
+            if r == "internal_error":
+                data = ", ".join(f"{x:#x}" for x in (e.internal_data or [])[:4])
+                rip = self._linear_rip()
+                note = f"suberror {e.suberror} data [{data}] at {self.where(rip)}"
+                return self._stop(Observation(r, pc=rip, note=note))
+            return self._stop(Observation(r, pc=self._linear_rip(), note=e.detail or self.where(self._linear_rip())))
+        return self._stop(Observation("timeout", note=f"no event of interest in {max_exits} exits"))
+
+    def check(self, label: str, expected: Expect, observed: Observation) -> bool:
+        if expected.pc is not None and expected.note is None:
+            expected = replace(expected, note=self.where(expected.pc))
+        c = make_check(label, expected, observed)
+        self.checks.append(c)
+        return c.ok
+
+    def expect(self, label: str, expected: Expect, **run_kw: Any) -> Observation:
+        """Run to the next event and check it against ``expected``."""
+        obs = self.run(**run_kw)
+        self.check(label, expected, obs)
+        return obs
+
+    def expect_sequence(self, items: Sequence[Item], *, end_pc: int | None = None, max_events: int | None = None,
+                        **run_kw: Any) -> list[Observation | None]:
+        """Collect the exits of one stretch of the guest and check them against ``items`` in order.
+
+        Collection stops at a HLT (a sync point), at an exit that ends the vCPU,
+        at a debug exit at ``end_pc`` (default: the pc of the last item, when it is
+        a debug exit) or past it (that exit is left out), or after ``max_events``.
+        Expected and observed exits are then aligned (longest common subsequence
+        on exit reason, pc, port and address), so one missing or extra exit is
+        reported as exactly that instead of shifting every later comparison.
+        Returns the observation matched to each item (None: missing).
+        """
+        if end_pc is None and items and items[-1][1].reason == "debug":
+            end_pc = items[-1][1].pc
+        limit = max_events if max_events is not None else len(items) + 8
+        observed: list[Observation] = []
+        while len(observed) < limit:
+            obs = self.run(**run_kw)
+            if obs.reason == "debug" and end_pc is not None and obs.pc is not None and obs.pc > end_pc \
+                    and self.where(obs.pc) is not None:
+                self.note(f"a debug exit at {self.where(obs.pc)} came after the sequence's last expected exit "
+                          f"({self.where(end_pc)}) without it")
+                break
+            observed.append(obs)
+            if obs.reason in TERMINAL or obs.reason == "hlt" or (obs.reason == "debug" and obs.pc == end_pc):
+                break
+        pairs = _align([it[1] for it in items], observed)
+        matched: list[Observation | None] = [None] * len(items)
+        for i, j in pairs:
+            if i is not None and j is not None:
+                matched[i] = observed[j]
+        last_label = "the start"
+        for i, j in pairs:
+            if i is None:
+                assert j is not None
+                self.check(f"unexpected exit after {last_label}", Expect("none"), observed[j])
+                continue
+            label, exp = items[i][0], items[i][1]
+            if j is None:
+                seen = ", ".join(f"{o.reason}@{self.where(o.pc)}" if o.pc is not None else o.reason for o in observed)
+                obs = Observation("missing", note=f"not reported; the exits were: {seen or 'none'}")
+            else:
+                obs = observed[j]
+            if len(items[i]) > 2:
+                reader = items[i][2]  # type: ignore[misc]
+                obs = _with_values(obs, reader())
+            self.check(label, exp, obs)
+            last_label = label
+        return matched
+
+    # Helpers -----------------------------------------------------------------
+    def _linear_rip(self) -> int | None:
+        try:
+            return self.m.regs["rip"] + self.m.regs["cs_base"]
+        except Exception:  # pragma: no cover - the vCPU state is unreadable
+            return None
+
+    def _stop(self, obs: Observation) -> Observation:
+        self.stopped = f"{obs.reason}" + (f" ({obs.note})" if obs.note else "")
+        return obs
+
+    def _exit_port(self, data: bytes) -> Observation:
+        code = data[0]
+        if code & EXIT_STUB and (code & 0x7F) < 32:
+            vector = code & 0x7F
+            slots = [self.read_slot(STUB_RECORD + 8), self.read_slot(STUB_RECORD + 16)]
+            has_error = self.mode != "real" and vector in ERROR_CODE_VECTORS
+            ret = slots[1] if has_error else slots[0]
+            name = VECTOR_NAMES.get(vector, f"vector {vector}")
+            extra = f", error code {slots[0]:#x}" if has_error else ""
+            return Observation("guest_exception", exception=vector, pc=ret, code=code,
+                               note=f"the guest took {name} (return address {self.where(ret)}{extra})")
+        return Observation("exit", code=code, pc=self._linear_rip())
+
+
+def _same_event(e: Expect, o: Observation) -> bool:
+    """Whether ``o`` is the exit ``e`` describes (its other fields may still differ)."""
+    return (e.reason == o.reason and (e.pc is None or e.pc == o.pc) and (e.port is None or e.port == o.port)
+            and (e.addr is None or e.addr == o.addr))
+
+
+def _align(expected: Sequence[Expect], observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
+    """Longest-common-subsequence alignment: (item index or None, observation index or None), in order."""
+    n, m = len(expected), len(observed)
+    lcs = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            lcs[i][j] = (lcs[i + 1][j + 1] + 1 if _same_event(expected[i], observed[j])
+                         else max(lcs[i + 1][j], lcs[i][j + 1]))
+    out: list[tuple[int | None, int | None]] = []
+    i = j = 0
+    while i < n and j < m:
+        if _same_event(expected[i], observed[j]) and lcs[i][j] == lcs[i + 1][j + 1] + 1:
+            out.append((i, j))
+            i, j = i + 1, j + 1
+        elif lcs[i + 1][j] >= lcs[i][j + 1]:
+            out.append((i, None))
+            i += 1
+        else:
+            out.append((None, j))
+            j += 1
+    out += [(k, None) for k in range(i, n)] + [(None, k) for k in range(j, m)]
+    return _pair_leftovers(out, expected, observed)
+
+
+def _pair_leftovers(pairs: list[tuple[int | None, int | None]], expected: Sequence[Expect],
+                    observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
+    """Pair a missing item with an unmatched exit right next to it.
+
+    An exit in the place of the expected one (a wrong pc, a HLT or an internal
+    error instead of the debug exit) reads better as one mismatch, "expected X,
+    observed Y", than as a missing exit plus an unexpected one.
+    """
+    out: list[tuple[int | None, int | None]] = []
+    k = 0
+    while k < len(pairs):
+        a = pairs[k]
+        b = pairs[k + 1] if k + 1 < len(pairs) else None
+        if b is not None and a[1] is None and b[0] is None:
+            out.append((a[0], b[1]))
+            k += 2
+        elif b is not None and a[0] is None and b[1] is None:
+            out.append((b[0], a[1]))
+            k += 2
+        else:
+            out.append(a)
+            k += 1
+    return out
+
+
+def _with_values(obs: Observation, values: dict[str, int]) -> Observation:
+    return replace(obs, guest={**obs.guest, **values})
