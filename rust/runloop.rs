@@ -214,7 +214,10 @@ pub fn trace(
     };
     let start_ns = now_ns();
     let deadline = cfg.timeout.map(|t| Instant::now() + t);
-    let (tx, rx) = sync_channel::<Columns>(2);
+    // Rendezvous: a vCPU thread hands over a full chunk only when the sink takes it,
+    // bounding the rows in flight (lost on SIGKILL) to the chunk being written, the
+    // one being handed over and the one being recorded.
+    let (tx, rx) = sync_channel::<Columns>(0);
     let mut unflushed = Columns::new(cfg.regs.clone());
     let mut sink_error = None;
     let Vm { vcpus, mem, .. } = vm;

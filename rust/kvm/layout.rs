@@ -151,6 +151,12 @@ pub fn gate(mode: Mode, handler: u64) -> Result<Vec<u8>> {
             Ok([(handler as u16).to_le_bytes(), 0u16.to_le_bytes()].concat())
         }
         Mode::Protected => {
+            if handler > 0xffff_ffff {
+                return Err(Error::invalid(
+                    "handler",
+                    format!("{handler:#x} does not fit a 32-bit gate"),
+                ));
+            }
             let lo = (handler & 0xffff) | (u64::from(SEL_CODE32) << 16);
             let hi = (0x8e00u64 | (handler & 0xffff_0000)) << 32;
             Ok((lo | hi).to_le_bytes().to_vec())

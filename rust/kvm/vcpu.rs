@@ -39,6 +39,9 @@ pub struct Vcpu {
     pub parked: Option<Parked>,
     /// The guest-debug request in force (None: debugging off).
     pub debug: Option<GuestDebug>,
+    /// The last exit was a port or MMIO access that KVM completes on the next
+    /// `KVM_RUN` (writing rax/memory and advancing rip).
+    io_pending: bool,
 }
 
 impl Vcpu {
@@ -50,6 +53,7 @@ impl Vcpu {
             mode,
             parked: None,
             debug: None,
+            io_pending: false,
         };
         v.reset(entry)?;
         Ok(v)
@@ -57,6 +61,7 @@ impl Vcpu {
 
     /// Put the vCPU in `mode` at `entry` with a fresh stack and clean flags.
     pub fn reset(&mut self, entry: u64) -> Result<()> {
+        self.settle()?;
         let mut s = self.fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
         setup_sregs(&mut s, self.mode);
         self.fd.set_sregs(&s).map_err(Error::kvm("KVM_SET_SREGS"))?;
@@ -109,7 +114,9 @@ impl Vcpu {
 
     /// Write a register by name.
     pub fn set(&mut self, name: &str, v: u64) -> Result<()> {
-        match regs::classify(name)? {
+        let class = regs::classify(name)?;
+        self.settle()?;
+        match class {
             RegClass::Gp(g) => {
                 let mut r = self.regs()?;
                 g.set(&mut r, v);
@@ -120,7 +127,10 @@ impl Vcpu {
             }
             RegClass::Seg(s, part) => {
                 let mut sr = self.sregs()?;
-                regs::seg_set(regs::seg_mut(&mut sr, s), part, v)?;
+                regs::seg_set(regs::seg_mut(&mut sr, s), part, v).map_err(|e| match e {
+                    Error::InvalidConfig { reason, .. } => Error::invalid(name, reason),
+                    e => e,
+                })?;
                 self.fd
                     .set_sregs(&sr)
                     .map_err(Error::kvm("KVM_SET_SREGS"))?;
@@ -215,10 +225,34 @@ impl Vcpu {
         self.fd.set_kvm_immediate_exit(0);
     }
 
+    /// Complete a pending port/MMIO access without running guest code: `KVM_RUN`
+    /// with `immediate_exit` set finishes it and returns EINTR (KVM API, `immediate_exit`).
+    /// Register writes after that are not overridden by the completion.
+    pub fn settle(&mut self) -> Result<()> {
+        if !self.io_pending {
+            return Ok(());
+        }
+        self.fd.set_kvm_immediate_exit(1);
+        let r = exits::decode(self.fd.run());
+        self.fd.set_kvm_immediate_exit(0);
+        self.io_pending = false;
+        match r {
+            Ok(Exit::Interrupted) => Ok(()),
+            Ok(other) => Err(Error::Internal(format!(
+                "completing a pending I/O exit returned {other:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One `KVM_RUN`.
     #[inline]
     pub fn run(&mut self) -> Result<Exit> {
         let mut exit = exits::decode(self.fd.run())?;
+        self.io_pending = matches!(
+            exit,
+            Exit::IoIn { .. } | Exit::IoOut { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }
+        );
         if let Exit::InternalError { suberror, data } = &mut exit {
             let run = self.fd.get_kvm_run();
             // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the kernel filled the
@@ -236,12 +270,16 @@ impl Vcpu {
         let run = self.fd.get_kvm_run();
         // SAFETY: the last exit was KVM_EXIT_IO, so `io` is the valid union member.
         let io = unsafe { run.__bindgen_anon_1.io };
-        let len = (io.size as usize * io.count as usize).min(data.len());
+        let want = io.size as usize * io.count as usize;
+        // A short answer reads as zeros, never as stale bytes.
+        let mut buf = vec![0u8; want];
+        let n = want.min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
         let base = run as *mut kvm_bindings::kvm_run as *mut u8;
         // SAFETY: data_offset and size*count come from the kernel and lie inside the
         // kvm_run mapping (the kernel sized it with KVM_GET_VCPU_MMAP_SIZE).
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(io.data_offset as usize), len)
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), base.add(io.data_offset as usize), want)
         };
     }
 
@@ -250,7 +288,9 @@ impl Vcpu {
         let run = self.fd.get_kvm_run();
         // SAFETY: the last exit was KVM_EXIT_MMIO, so `mmio` is the valid union member.
         let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
-        let n = (mmio.len as usize).min(data.len()).min(8);
+        let want = (mmio.len as usize).min(8);
+        let n = want.min(data.len());
+        mmio.data[..want].fill(0);
         mmio.data[..n].copy_from_slice(&data[..n]);
     }
 }

@@ -73,7 +73,8 @@ impl PyHwBreakpoint {
     }
 
     /// This breakpoint's DR7 bits when it sits in slot `slot` (0-3).
-    fn dr7_bits(&self, slot: usize) -> PyResult<u64> {
+    fn dr7_bits(&self, slot: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let slot: usize = small_arg(slot, "slot")?;
         if slot > 3 {
             return Err(Error::invalid("slot", format!("{slot} is not 0-3")).into());
         }
@@ -87,6 +88,17 @@ impl PyHwBreakpoint {
         )
     }
 }
+
+const DICT_KEYS: [&str; 8] = [
+    "single_step",
+    "block_irq",
+    "hw_breakpoints",
+    "sw_breakpoints",
+    "inject_db",
+    "inject_bp",
+    "general_detect",
+    "raw_debugreg",
+];
 
 /// A `KVM_SET_GUEST_DEBUG` configuration.
 #[pyclass(frozen, name = "GuestDebug", module = "kvmtrace")]
@@ -268,7 +280,26 @@ impl PyGuestDebug {
     }
 
     #[staticmethod]
-    fn from_dict(d: &Bound<'_, PyDict>) -> PyResult<Self> {
+    fn from_dict(d: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let d = d.cast::<PyDict>().map_err(|_| {
+            Error::invalid(
+                "from_dict",
+                "expected a dict as made by GuestDebug.to_dict()",
+            )
+        })?;
+        for k in d.keys() {
+            let k = k.str().map(|s| s.to_string()).unwrap_or_default();
+            if !DICT_KEYS.contains(&k.as_str()) {
+                return Err(Error::invalid(
+                    k.clone(),
+                    format!(
+                        "unknown GuestDebug field {k:?} (fields: {})",
+                        DICT_KEYS.join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
         let get = |k: &str| d.get_item(k).ok().flatten();
         let hw = match get("hw_breakpoints") {
             Some(l) => {

@@ -7,6 +7,7 @@ use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::debug::GuestDebug;
 use crate::error::Error;
 use crate::exits::Exit;
 use crate::kvm::layout::{self, Mode};
@@ -495,23 +496,35 @@ impl PyMachine {
     #[pyo3(signature = (debug, vcpu = None))]
     fn set_guest_debug(
         &self,
-        debug: Option<PyRef<'_, PyGuestDebug>>,
+        debug: &Bound<'_, PyAny>,
         vcpu: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let debug: Option<GuestDebug> = if debug.is_none() {
+            None
+        } else {
+            Some(
+                debug
+                    .cast::<PyGuestDebug>()
+                    .map_err(|_| Error::invalid("debug", "expected a kvmtrace.GuestDebug or None"))?
+                    .get()
+                    .inner
+                    .clone(),
+            )
+        };
         let which = match vcpu {
             Some(v) if !v.is_none() => Some(self.vcpu_index(v)?),
             _ => None,
         };
         self.with(|i| {
             if let Some(d) = &debug {
-                i.vm.check_debug(&d.inner)?;
+                i.vm.check_debug(d)?;
             }
             for v in
                 i.vm.vcpus
                     .iter_mut()
                     .filter(|v| which.is_none_or(|w| w == v.index))
             {
-                let g = debug.as_ref().map(|d| &d.inner);
+                let g = debug.as_ref();
                 v.apply_debug(g, g.map_or(0, |g| g.inject_flags()))?;
             }
             Ok(())
@@ -572,6 +585,13 @@ impl PyMachine {
         let stop_at = opt_u64_arg(stop_at, "stop_at")?;
         let timeout = match timeout {
             Some(t) if !t.is_none() => {
+                if t.is_instance_of::<pyo3::types::PyBool>() {
+                    return Err(Error::invalid(
+                        "timeout",
+                        "expected seconds as a number, not a bool",
+                    )
+                    .into());
+                }
                 let s: f64 = t
                     .extract()
                     .map_err(|_| Error::invalid("timeout", "expected seconds as a number"))?;
@@ -667,7 +687,13 @@ impl PyMachine {
         };
         drop(guard);
 
-        let stop = result.stop.clone();
+        // A Ctrl-C that landed inside a Python callback (sink write, port handler)
+        // is an interrupt, not a failure of that callback.
+        let kept = hooks.error.lock().ok().and_then(|mut g| g.take());
+        let stop = match &kept {
+            Some(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => StopReason::Interrupted,
+            _ => result.stop.clone(),
+        };
         let trace = PyTrace {
             meta: TraceMeta {
                 stop_reason: stop.name().into(),
@@ -691,7 +717,6 @@ impl PyMachine {
         };
 
         // Errors carry the partial trace as `.trace`.
-        let kept = hooks.error.lock().ok().and_then(|mut g| g.take());
         let err: Option<PyErr> = match &stop {
             StopReason::Interrupted => Some(kept.unwrap_or_else(|| PyKeyboardInterrupt::new_err("trace interrupted"))),
             StopReason::HandlerError(_) => kept,
