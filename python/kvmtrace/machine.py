@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from kvmtrace import _core
-from kvmtrace.exceptions import InvalidConfigError
+from kvmtrace.exceptions import GuestMemoryError, InvalidConfigError, ProgramError
 from kvmtrace.program import DEFAULT_LOAD_ADDR, Program, assemble, load_elf
 from kvmtrace.trace import Trace
 
@@ -138,10 +138,21 @@ class Machine:
         """Load a Program (or raw bytes at ``addr``) and point the vCPUs at its entry."""
         if not isinstance(program, Program):
             program = Program.from_bytes(program, addr, mode=self.mode)
+        size = self.memory_size
+        for seg in program.segments:
+            if seg.addr + max(seg.memsz, len(seg.data)) > size:
+                raise GuestMemoryError(
+                    f"segment {seg.addr:#x}..{seg.addr + seg.memsz:#x} is outside guest memory "
+                    f"(0x0..{size:#x}); use a larger memory_size"
+                )
         for seg in program.segments:
             self._m.load(seg.data, seg.addr)
-            if seg.memsz > len(seg.data):
-                self._m.write(seg.addr + len(seg.data), bytes(seg.memsz - len(seg.data)))
+            # .bss: zero-fill in bounded pieces (memsz was checked above).
+            at, end = seg.addr + len(seg.data), seg.addr + seg.memsz
+            while at < end:
+                n = min(end - at, 1 << 20)
+                self._m.write(at, bytes(n))
+                at += n
         self._m.set_entry(program.entry)
         self.program = program
         return program
@@ -196,7 +207,7 @@ class Machine:
         max_events: int | None = None,
         stop_at: int | str | None = None,
         timeout: float | None = None,
-        registers: Iterable[str] = (),
+        registers: Iterable[str] | None = (),
         io_handler: IoHandler | None = None,
         mmio_handler: IoHandler | None = None,
         sink: str | os.PathLike[str] | Any | None = None,
@@ -218,24 +229,40 @@ class Machine:
         if debug is None:
             debug = _core.GuestDebug(single_step=True)
         stop = None if stop_at is None else self._addr(stop_at, "stop_at")
+        for name, handler in (("io_handler", io_handler), ("mmio_handler", mmio_handler)):
+            if handler is not None and not callable(handler):
+                raise InvalidConfigError(f"invalid {name}: expected a callable(port_or_addr, data, size, vcpu), got {type(handler).__name__}")
+        if registers is None:
+            registers = ()
+        if isinstance(registers, (str, bytes)) or not isinstance(registers, Iterable):
+            raise InvalidConfigError(f'invalid registers: expected a list of names such as ("rip", "rsp"), got {registers!r}')
         writer = None
         if sink is not None:
-            if isinstance(sink, (str, os.PathLike)):
+            if isinstance(sink, (str, os.PathLike)) and not isinstance(sink, bytes):
+                if not os.fspath(sink):
+                    raise InvalidConfigError("invalid sink: the path is empty")
                 from kvmtrace.export import ParquetSink
 
                 writer = ParquetSink(sink, machine=self, debug=debug)
-            else:
+            elif callable(getattr(sink, "write", None)):
                 writer = sink
+            else:
+                raise InvalidConfigError(
+                    f"invalid sink: expected a dataset path or an object with write(chunk) and close(trace), got {type(sink).__name__}"
+                )
         try:
-            core = self._m.trace(debug, max_events, stop, timeout, list(registers) if registers is not None else None,
-                                 io_handler, mmio_handler, writer, sink_rows, raise_on_fault)
+            core = self._m.trace(debug, max_events, stop, timeout, list(registers), io_handler, mmio_handler, writer,
+                                 sink_rows, raise_on_fault)
         except BaseException as e:
             partial = getattr(e, "trace", None)
             if isinstance(partial, _core.Trace):
                 t = Trace(partial)
-                self._finish_sink(writer, t, sink)
                 e.trace = t  # type: ignore[attr-defined]
                 self.last_trace = t
+                try:
+                    self._finish_sink(writer, t, sink)
+                except Exception as close_error:  # keep the original error; note the sink's
+                    e.add_note(f"closing the sink also failed: {close_error}")
             raise
         t = Trace(core)
         self._finish_sink(writer, t, sink)
@@ -253,7 +280,10 @@ class Machine:
         if isinstance(where, str):
             if self.program is None:
                 raise InvalidConfigError(f"invalid {field}: {where!r} is a symbol but no program with symbols is loaded")
-            return self.program.symbol(where)
+            try:
+                return self.program.symbol(where)
+            except ProgramError as e:
+                raise InvalidConfigError(f"invalid {field}: {e}") from None
         return where
 
     def __repr__(self) -> str:

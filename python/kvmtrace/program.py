@@ -126,14 +126,20 @@ def assemble(source: str, mode: str = "long", *, addr: int = DEFAULT_LOAD_ADDR) 
         if r.returncode != 0:
             raise AssemblerError(_as_message(r.stderr, source))
         r = subprocess.run(
-            [_tool("ld"), "-m", emu, "-N", "-static", "--no-dynamic-linker", f"-Ttext={addr:#x}",
+            [_tool("ld"), "-m", emu, "-N", "-static", "--no-dynamic-linker", "--no-warn-rwx-segments",
+             f"-Ttext={addr:#x}",
              "-e", "_start" if re.search(r"(?m)^\s*_start\s*:", source) else f"{addr:#x}",
              "-o", str(elf), str(obj)],
             capture_output=True, text=True,
         )
         if r.returncode != 0:
             raise AssemblerError("linking the guest failed: " + r.stderr.strip().replace(str(tmp) + "/", ""))
-        prog = parse_elf(elf.read_bytes(), mode=mode)
+        try:
+            prog = parse_elf(elf.read_bytes(), mode=mode)
+        except ProgramError as e:
+            if "no loadable" in str(e):
+                raise AssemblerError("the assembled program is empty: the source has no instructions or data") from None
+            raise
     prog.source = source
     return prog
 
@@ -147,7 +153,7 @@ def _as_message(stderr: str, source: str) -> str:
             n = int(m.group(1)) - 1  # our prefix line
             text = lines[n - 1].strip() if 0 < n <= len(lines) else ""
             out.append(f"line {n}: {m.group(2)}" + (f"\n    {text}" if text else ""))
-        elif line.strip() and not line.startswith("Assembler messages"):
+        elif line.strip() and "Assembler messages" not in line:
             out.append(line.strip())
     return "GNU as rejected the guest source:\n" + "\n".join(out or [stderr.strip()])
 
@@ -208,6 +214,8 @@ def parse_elf(data: bytes, mode: str | None = None) -> Program:
             continue
         if p_offset + p_filesz > len(data):
             raise ProgramError(f"truncated ELF file: segment {i} needs bytes up to {p_offset + p_filesz:#x}, file has {len(data):#x}")
+        if p_memsz < p_filesz:
+            raise ProgramError(f"bad ELF segment {i}: p_memsz {p_memsz:#x} is smaller than p_filesz {p_filesz:#x}")
         segments.append(Segment(p_paddr or p_vaddr, data[p_offset:p_offset + p_filesz], p_memsz))
     if not segments:
         raise ProgramError("ELF has no loadable (PT_LOAD) segment")
@@ -218,8 +226,14 @@ def parse_elf(data: bytes, mode: str | None = None) -> Program:
 def _elf_symbols(data: bytes, is64: bool, shoff: int, shentsize: int, shnum: int) -> dict[str, Symbol]:
     sh_fmt = "<IIQQQQIIQQ" if is64 else "<IIIIIIIIII"
     sh_size = struct.calcsize(sh_fmt)
-    if shoff == 0 or shoff + shnum * shentsize > len(data) or shentsize < sh_size:
+    if shoff == 0 or shnum == 0:
         return {}
+    if shoff + shnum * shentsize > len(data):
+        raise ProgramError(
+            f"truncated ELF file: {shnum} section headers at {shoff:#x} end past the file's {len(data):#x} bytes"
+        )
+    if shentsize < sh_size:
+        raise ProgramError(f"bad ELF section header size {shentsize} (expected >= {sh_size})")
     sections = [struct.unpack_from(sh_fmt, data, shoff + i * shentsize) for i in range(shnum)]
     out: dict[str, Symbol] = {}
     for s in sections:
