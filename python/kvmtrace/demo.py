@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -11,28 +12,20 @@ from rich.table import Table
 from kvmtrace import guests
 from kvmtrace._core import GuestDebug
 from kvmtrace.machine import Machine
+from kvmtrace.program import Program
+from kvmtrace.symbols import dr6_causes
 from kvmtrace.trace import Trace
 
 DR6_CLEAN = 0xFFFF0FF0
 
 
-def dr6_causes(v: int) -> str:
-    names = [n for bit, n in ((0, "B0"), (1, "B1"), (2, "B2"), (3, "B3"), (13, "BD"), (14, "BS"), (15, "BT")) if v >> bit & 1]
-    if not v >> 16 & 1:
-        names.append("RTM=0")
-    return "|".join(names) or "-"
-
-
-def save(trace: Trace, out: Path) -> Path:
-    """Write the trace: Parquet when pyarrow is installed, else .npz."""
-    try:
+def save(trace: Trace, out: Path, program: Program | None = None, host_caps: dict[str, Any] | None = None) -> Path:
+    """Write the trace: a Parquet file (read back by kvmtrace.read_trace) when pyarrow is installed, else .npz."""
+    if out.suffix == ".parquet":
         from kvmtrace.export import write_parquet
-    except ImportError:
-        write_parquet = None  # type: ignore[assignment]
-    if write_parquet is not None and out.suffix == ".parquet":
+
         try:
-            write_parquet(trace, out)
-            return out
+            return write_parquet(trace, out, program=program, host_caps=host_caps)
         except ImportError:
             pass
     out = out.with_suffix(".npz")
@@ -45,6 +38,7 @@ def run_demo(out: Path, show: int = 10, console: Console | None = None) -> Trace
     with Machine(mode="long", memory_size=16 << 20) as m:
         prog = m.load_asm(guests.source("demo"))
         trace = m.trace(GuestDebug(single_step=True), registers=("rip", "rsp", "rax"), timeout=60)
+        host_caps = m.host_caps
     console.print(f"[bold]guest console:[/] {trace.console_text.rstrip()}")
     table = Table(title=f"first {min(show, len(trace))} of {len(trace):,} events")
     for col in ("seq", "vcpu", "exc", "pc", "symbol", "dr6", "causes", "dr7", "rsp", "rax"):
@@ -66,6 +60,6 @@ def run_demo(out: Path, show: int = 10, console: Console | None = None) -> Trace
         ok = v == (DR6_CLEAN | 1 << 14)
         summary.add_row(f"{v:#x}", dr6_causes(v), f"{n:,}", "[green]yes[/]" if ok else "[red]no[/] (expected 0xffff4ff0)")
     console.print(summary)
-    path = save(trace, out)
+    path = save(trace, out, program=prog, host_caps=host_caps)
     console.print(f"trace written to [bold]{path}[/]")
     return trace

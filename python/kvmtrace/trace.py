@@ -256,6 +256,36 @@ class Trace:
     def head(self, n: int = 10) -> list[Event]:
         return [self[i] for i in range(min(n, len(self)))]
 
+    # Export (thin delegations to kvmtrace.export; pyarrow is imported lazily) --------
+    def to_arrow(self) -> Any:
+        """A ``pyarrow.Table`` sharing the column memory (no copy)."""
+        from kvmtrace.export import to_arrow
+
+        return to_arrow(self)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """Arrow PyCapsule stream: ``pyarrow.table(t)``, ``polars.DataFrame(t)``, DuckDB."""
+        from kvmtrace.export import arrow_c_stream
+
+        return arrow_c_stream(self, requested_schema)
+
+    def __arrow_c_schema__(self) -> Any:
+        from kvmtrace.export import arrow_c_schema
+
+        return arrow_c_schema(self)
+
+    def to_parquet(self, path: Any, **kw: Any) -> Any:
+        """Write a Parquet file (or a dataset directory with ``dataset=True``); see kvmtrace.export.write_parquet."""
+        from kvmtrace.export import write_parquet
+
+        return write_parquet(self, path, **kw)
+
+    def to_perfetto(self, path: Any, program: Any = None, **kw: Any) -> Any:
+        """Chrome trace JSON for ui.perfetto.dev; see kvmtrace.perfetto.to_perfetto."""
+        from kvmtrace.perfetto import to_perfetto
+
+        return to_perfetto(self, path, program, **kw)
+
     def dr6_summary(self) -> dict[int, int]:
         """Count of events per distinct dr6 value."""
         vals, counts = np.unique(self.dr6, return_counts=True)
