@@ -60,6 +60,9 @@ def run_demo(out: Path, show: int = 10, console: Console | None = None) -> Trace
         ok = v == (DR6_CLEAN | 1 << 14)
         summary.add_row(f"{v:#x}", dr6_causes(v), f"{n:,}", "[green]yes[/]" if ok else "[red]no[/] (expected 0xffff4ff0)")
     console.print(summary)
+    from kvmtrace.analysis import analyze
+
+    console.print(analyze(trace).to_rich_table(examples=1))
     path = save(trace, out, program=prog, host_caps=host_caps)
     console.print(f"trace written to [bold]{path}[/]")
     return trace
