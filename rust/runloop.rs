@@ -398,6 +398,24 @@ fn end_step(vcpu: &mut Vcpu, mem: &GuestMemory, debug: &GuestDebug, p: Parked) -
     vcpu.apply_debug(Some(debug), 0)
 }
 
+/// A hook's answer to a port/MMIO access: the data to return, or why the vCPU stops
+/// (unhandled: this vCPU only; the handler failed: the whole trace).
+fn answer(
+    h: Handled,
+    ctl: &Control,
+    unhandled: impl FnOnce() -> StopReason,
+) -> Result<Vec<u8>, StopReason> {
+    match h {
+        Handled::Yes(d) => Ok(d),
+        Handled::No => Err(unhandled()),
+        Handled::Failed(m) => {
+            let r = StopReason::HandlerError(m);
+            ctl.request(r.clone());
+            Err(r)
+        }
+    }
+}
+
 fn le_value(data: &[u8]) -> u64 {
     data.iter()
         .take(8)
@@ -534,20 +552,13 @@ fn run_vcpu(
                 break r;
             }
             Exit::IoOut { port, data, size } => {
-                match hooks.io(index, port, Some(&data), size as usize) {
-                    Handled::Yes(_) => {}
-                    Handled::No => {
-                        break StopReason::Io {
-                            port,
-                            write: true,
-                            data,
-                        }
-                    }
-                    Handled::Failed(m) => {
-                        let r = StopReason::HandlerError(m);
-                        ctl.request(r.clone());
-                        break r;
-                    }
+                let h = hooks.io(index, port, Some(&data), size as usize);
+                if let Err(r) = answer(h, ctl, || StopReason::Io {
+                    port,
+                    write: true,
+                    data: data.clone(),
+                }) {
+                    break r;
                 }
             }
             Exit::IoIn {
@@ -555,53 +566,38 @@ fn run_vcpu(
                 size,
                 ..
             } => vcpu.complete_io_in(&vec![0xe9; size as usize]),
-            Exit::IoIn { port, size, .. } => match hooks.io(index, port, None, size as usize) {
-                Handled::Yes(d) => vcpu.complete_io_in(&d),
-                Handled::No => {
-                    break StopReason::Io {
-                        port,
-                        write: false,
-                        data: Vec::new(),
-                    }
-                }
-                Handled::Failed(m) => {
-                    let r = StopReason::HandlerError(m);
-                    ctl.request(r.clone());
-                    break r;
-                }
-            },
-            Exit::MmioWrite { addr, data } => {
-                match hooks.mmio(index, addr, Some(&data), data.len()) {
-                    Handled::Yes(_) => {}
-                    Handled::No => {
-                        break StopReason::Mmio {
-                            addr,
-                            write: true,
-                            data,
-                        }
-                    }
-                    Handled::Failed(m) => {
-                        let r = StopReason::HandlerError(m);
-                        ctl.request(r.clone());
-                        break r;
-                    }
+            Exit::IoIn { port, size, .. } => {
+                let h = hooks.io(index, port, None, size as usize);
+                match answer(h, ctl, || StopReason::Io {
+                    port,
+                    write: false,
+                    data: Vec::new(),
+                }) {
+                    Ok(d) => vcpu.complete_io_in(&d),
+                    Err(r) => break r,
                 }
             }
-            Exit::MmioRead { addr, len } => match hooks.mmio(index, addr, None, len as usize) {
-                Handled::Yes(d) => vcpu.complete_mmio_read(&d),
-                Handled::No => {
-                    break StopReason::Mmio {
-                        addr,
-                        write: false,
-                        data: Vec::new(),
-                    }
-                }
-                Handled::Failed(m) => {
-                    let r = StopReason::HandlerError(m);
-                    ctl.request(r.clone());
+            Exit::MmioWrite { addr, data } => {
+                let h = hooks.mmio(index, addr, Some(&data), data.len());
+                if let Err(r) = answer(h, ctl, || StopReason::Mmio {
+                    addr,
+                    write: true,
+                    data: data.clone(),
+                }) {
                     break r;
                 }
-            },
+            }
+            Exit::MmioRead { addr, len } => {
+                let h = hooks.mmio(index, addr, None, len as usize);
+                match answer(h, ctl, || StopReason::Mmio {
+                    addr,
+                    write: false,
+                    data: Vec::new(),
+                }) {
+                    Ok(d) => vcpu.complete_mmio_read(&d),
+                    Err(r) => break r,
+                }
+            }
             Exit::Hlt => break StopReason::Hlt,
             Exit::Interrupted => vcpu.clear_immediate_exit(),
             other => {

@@ -135,23 +135,13 @@ impl Vcpu {
                     .set_sregs(&sr)
                     .map_err(Error::kvm("KVM_SET_SREGS"))?;
             }
-            RegClass::Cr(n) => {
+            RegClass::Cr(_) | RegClass::Efer | RegClass::ApicBase => {
                 let mut sr = self.sregs()?;
-                regs::cr_set(&mut sr, n, v);
-                self.fd
-                    .set_sregs(&sr)
-                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
-            }
-            RegClass::Efer => {
-                let mut sr = self.sregs()?;
-                sr.efer = v;
-                self.fd
-                    .set_sregs(&sr)
-                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
-            }
-            RegClass::ApicBase => {
-                let mut sr = self.sregs()?;
-                sr.apic_base = v;
+                match class {
+                    RegClass::Cr(n) => regs::cr_set(&mut sr, n, v),
+                    RegClass::Efer => sr.efer = v,
+                    _ => sr.apic_base = v,
+                }
                 self.fd
                     .set_sregs(&sr)
                     .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
