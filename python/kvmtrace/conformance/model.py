@@ -85,13 +85,8 @@ def _guest_json(values: dict[str, int]) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class Expect:
-    """What the architecture / KVM API says one step of a scenario must produce.
-
-    ``None`` means "not specified": that field is not compared. ``guest`` holds
-    values the guest itself observed (read back from its memory), by name.
-    ``pc_any`` lists acceptable pcs when the architecture allows more than one.
-    """
+class _ExitRecord:
+    """The fields of one exit that a scenario compares (shared by Expect and Observation)."""
 
     reason: str = "debug"
     exception: int | None = None
@@ -102,7 +97,7 @@ class Expect:
     addr: int | None = None
     code: int | None = None
     guest: dict[str, int] = field(default_factory=dict)
-    #: Free text, not compared: the guest symbol of pc.
+    #: Free text, not compared: the guest symbol of pc, a KVM internal-error suberror, ...
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,32 +111,22 @@ class Expect:
 
 
 @dataclass(frozen=True)
-class Observation:
-    """What the host actually did at one step of a scenario."""
+class Expect(_ExitRecord):
+    """What the architecture / KVM API says one step of a scenario must produce.
+
+    ``None`` means "not specified": that field is not compared. ``guest`` holds
+    values the guest itself observed (read back from its memory), by name.
+    """
+
+
+@dataclass(frozen=True)
+class Observation(_ExitRecord):
+    """What the host actually did at one step of a scenario (``reason`` is required)."""
 
     reason: str
-    exception: int | None = None
-    pc: int | None = None
-    dr6: int | None = None
-    dr7: int | None = None
-    port: int | None = None
-    addr: int | None = None
-    code: int | None = None
-    guest: dict[str, int] = field(default_factory=dict)
-    #: Free text: the guest symbol of pc, a KVM internal-error suberror, ...
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: _json_value(k, getattr(self, k)) for k in FIELDS}
-        d["guest"] = _guest_json(self.guest)
-        d["note"] = self.note
-        return d
-
-    def brief(self) -> str:
-        return _brief(self)
 
 
-def _brief(e: Expect | Observation) -> str:
+def _brief(e: _ExitRecord) -> str:
     """``debug exc=1 pc=0x8004 (gd_read) dr6=0xffff2ff0 (BD) dr7=0x2400``: the specified fields."""
     parts = ["no exit here" if e.reason == "none" else e.reason]
     if e.exception is not None:
