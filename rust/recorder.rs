@@ -83,9 +83,10 @@ impl Columns {
         self.pc.is_empty()
     }
 
-    /// Move the rows out, leaving an empty set with the same register columns.
-    pub fn take(&mut self) -> Columns {
-        let fresh = Columns::new(self.reg_names.clone());
+    /// Move the rows out, leaving an empty set with the same register columns and
+    /// room for `reserve` rows (so the next chunk does not regrow its buffers).
+    pub fn take(&mut self, reserve: usize) -> Columns {
+        let fresh = Columns::with_capacity(self.reg_names.clone(), reserve);
         std::mem::replace(self, fresh)
     }
 
@@ -206,7 +207,8 @@ mod tests {
         c.push(1, 0, 11, &ev(6), Some(&regs));
         assert_eq!(c.len(), 2);
         assert_eq!(c.regs[1], vec![7, 7]);
-        let t = c.take();
+        let t = c.take(8);
+        assert!(c.pc.capacity() >= 8);
         assert!(c.is_empty());
         assert_eq!(c.reg_names, vec![Gp::Rip, Gp::Rax]);
         c.append(t);

@@ -438,11 +438,11 @@ fn run_vcpu(
     let index = vcpu.index;
     let vcpu_tag = index as u16;
     let want_regs = !cfg.regs.is_empty();
-    let cap = cfg
-        .max_events
-        .unwrap_or(1 << 16)
-        .min(cfg.sink_rows.unwrap_or(1 << 24) as u64)
-        .min(1 << 24);
+    // Up front: a whole chunk when streaming, else up to max_events (bounded).
+    let cap = match (cfg.sink_rows, cfg.max_events) {
+        (Some(rows), m) => (rows as u64).min(m.unwrap_or(u64::MAX)),
+        (None, m) => m.unwrap_or(1 << 16).min(1 << 24),
+    };
     let mut cols = Columns::with_capacity(cfg.regs.clone(), cap as usize);
     let (mut seq, mut exits) = (0u64, 0u64);
     let mut console = Vec::new();
@@ -532,7 +532,7 @@ fn run_vcpu(
                     stepping = Some(p);
                 }
                 if cfg.sink_rows.is_some_and(|rows| cols.len() >= rows)
-                    && tx.send(cols.take()).is_err()
+                    && tx.send(cols.take(cfg.sink_rows.unwrap_or(0))).is_err()
                 {
                     break StopReason::SinkError("the sink writer is gone".into());
                 }

@@ -631,7 +631,7 @@ impl PyMachine {
         }
         let sink_rows = match sink_rows {
             Some(s) if !s.is_none() => Some(small_arg::<usize>(s, "sink_rows")?.max(1)),
-            _ => sink.as_ref().map(|_| 1 << 20),
+            _ => sink.as_ref().map(|_| default_sink_rows(regs.len())),
         };
         let raise_on_fault = match raise_on_fault {
             Some(b) => bool_arg(b, "raise_on_fault")?,
@@ -770,6 +770,15 @@ impl PyMachine {
             if self.closed() { " closed" } else { "" }
         )
     }
+}
+
+/// Bytes of one chunk handed to a sink by default: rows in flight stay bounded in
+/// bytes whatever the row width (43 bytes, plus 8 per register column).
+const SINK_CHUNK_BYTES: usize = 24 << 20;
+
+fn default_sink_rows(registers: usize) -> usize {
+    (SINK_CHUNK_BYTES / (crate::recorder::FIXED_BYTES_PER_EVENT + 8 * registers))
+        .clamp(4096, 1 << 20)
 }
 
 fn suberror_name(s: u32) -> &'static str {
