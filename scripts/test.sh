@@ -11,6 +11,10 @@ echo "== pytest"
 set +e
 python3 -m pytest -q -p no:cacheprovider "$@"
 rc=$?
-set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+[ "$rc" -eq 0 ] || exit "$rc"
+echo "== benchmarks, smoke run (tiny sizes, correctness checks only; --benchmark-enable measures)"
+python3 -m pytest -q -p no:cacheprovider benches
+rc=$?
+if [ "$rc" -eq 5 ]; then echo "pytest collected no benchmarks: failing" >&2; exit 1; fi
 exit "$rc"

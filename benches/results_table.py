@@ -1,0 +1,71 @@
+"""Turn a pytest-benchmark JSON file into the Markdown results table of RESULTS.md.
+
+    python benches/results_table.py .benchmarks/*/0001_*.json      # or --benchmark-json output
+
+Prints one row per benchmark with the figures from ``extra_info`` (events/s timed
+inside the run loops, ratios to the C loop, cost per hit, RSS, bytes per event).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def _n(v: Any, digits: int = 0) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def rows(data: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    out = []
+    for b in data["benchmarks"]:
+        e = b.get("extra_info", {})
+        name = f"{b['group']}: {b['name'].removeprefix('test_')}"
+        events = _n(e.get("events") or e.get("hits") or e.get("events_large"))
+        eps = _n(e.get("events_per_s"))
+        ratio = e.get("ratio_to_C")
+        cpu_ratio = e.get("cpu_ratio_to_C")
+        notes = []
+        if "events_per_s_best" in e and ratio is None:
+            notes.append(f"best {_n(e['events_per_s_best'])}/s")
+        if "cpu_events_per_s" in e:
+            notes.append(f"{_n(e['cpu_events_per_s'])} events per CPU-second")
+        if "cost_per_hit_us" in e:
+            notes.append(f"cost per hit {e['cost_per_hit_us']:.2f} us")
+        if "seconds_rounds" in e:
+            s = sorted(e["seconds_rounds"])
+            notes.append(f"{e.get('calls', 0):,} calls in {s[len(s) // 2] * 1e3:.1f} ms (median)")
+        if "bytes_per_event" in e:
+            notes.append(f"{e['bytes_per_event']:.1f} bytes/event")
+        if "peak_rss_mib_large" in e:
+            regs = e.get("registers") or []
+            notes.append(
+                f"peak RSS {e['peak_rss_mib_small']:.0f} MiB at {e['events_small']:,} -> "
+                f"{e['peak_rss_mib_large']:.0f} MiB at {e['events_large']:,} events"
+                + (f", {len(regs)} registers" if regs else "")
+            )
+        if "events_per_s_rounds" in e:
+            notes.append(f"{len(e['events_per_s_rounds'])} rounds")
+        out.append((name, events, eps, "-" if ratio is None else f"{ratio:.3f}",
+                    "-" if cpu_ratio is None else f"{cpu_ratio:.3f}", "; ".join(notes)))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        data = json.load(f)
+    print("| benchmark | events | events/s | ratio to C | ratio to C per CPU-second | notes |")
+    print("|---|---:|---:|---:|---:|---|")
+    for r in rows(data):
+        print("| " + " | ".join(r) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
