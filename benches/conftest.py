@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from kvmtrace.host import kvm_problem
+
 from kvmtrace._bench import cbaseline
 
 _OPTIONS = {
@@ -102,18 +104,9 @@ def sizes(pytestconfig: pytest.Config) -> Sizes:
     return Sizes(enabled=enabled, **values)
 
 
-def _kvm_usable() -> str | None:
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return f"/dev/kvm not usable: {e}"
-    os.close(fd)
-    return None
-
-
 @pytest.fixture(scope="session")
 def kvm_available() -> None:
-    reason = _kvm_usable()
+    reason = kvm_problem()
     if reason is not None:
         if os.environ.get("KVMTRACE_REQUIRE_KVM") == "1":
             pytest.fail(f"{reason} (KVMTRACE_REQUIRE_KVM=1)")

@@ -11,15 +11,7 @@ import os
 
 import pytest
 
-
-def kvm_problem() -> str | None:
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return f"/dev/kvm unusable: {e}"
-    os.close(fd)
-    return None
-
+from kvmtrace.host import kvm_problem
 
 REQUIRE_KVM = os.environ.get("KVMTRACE_REQUIRE_KVM") == "1"
 

@@ -46,6 +46,7 @@ from kvmtrace._bench.guests import (
     STEP_LOOP_INSN_OFFSETS,
     make_hot_guest,
 )
+from kvmtrace.host import kvm_problem
 
 TARGET_RATIO = 0.97
 """kvmtrace's single-step events/s must be at least this fraction of the C loop's."""
@@ -553,12 +554,8 @@ def describe_machine(info: Mapping[str, Any] | None = None) -> str:
 
 def kvm_missing() -> str | None:
     """None if /dev/kvm can be opened read-write, else the reason."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return f"/dev/kvm is not usable ({e.strerror}); benchmarks need KVM access (e.g. add yourself to the kvm group)"
-    os.close(fd)
-    return None
+    why = kvm_problem()
+    return None if why is None else f"{why}; benchmarks need KVM access"
 
 
 # ---------------------------------------------------------------------------
