@@ -215,8 +215,8 @@ pub fn trace(
     let start_ns = now_ns();
     let deadline = cfg.timeout.map(|t| Instant::now() + t);
     // Rendezvous: a vCPU thread hands over a full chunk only when the sink takes it,
-    // bounding the rows in flight (lost on SIGKILL) to the chunk being written, the
-    // one being handed over and the one being recorded.
+    // so the rows not yet on disk (lost on SIGKILL) are at most the chunk being
+    // written plus one full chunk per vCPU blocked in `send`.
     let (tx, rx) = sync_channel::<Columns>(0);
     let mut unflushed = Columns::new(cfg.regs.clone());
     let mut sink_error = None;
