@@ -54,9 +54,9 @@ pub enum BpKind {
 impl BpKind {
     pub fn parse(s: &str) -> Result<Self> {
         match s {
-            "exec" | "x" | "execute" => Ok(BpKind::Exec),
-            "write" | "w" => Ok(BpKind::Write),
-            "rw" | "readwrite" | "access" => Ok(BpKind::ReadWrite),
+            "exec" => Ok(BpKind::Exec),
+            "write" => Ok(BpKind::Write),
+            "rw" => Ok(BpKind::ReadWrite),
             "io" => Ok(BpKind::Io),
             _ => Err(Error::invalid(
                 "kind",
@@ -303,12 +303,22 @@ impl GuestDebug {
         })
     }
 
-    /// This configuration with instruction breakpoint `slot` disabled.
-    pub fn without_exec_slot(&self, slot: usize) -> GuestDebug {
+    /// This configuration with every instruction breakpoint at `pc` disabled (two
+    /// slots may watch the same address; disarming one would leave the other to fire
+    /// again at once).
+    pub fn without_exec_at(&self, pc: u64) -> GuestDebug {
         let mut g = self.clone();
-        let dr7 = self.dr7() & !(3u64 << (2 * slot));
+        let dr = self.dr0_3();
+        let mut dr7 = self.dr7();
+        for (i, &addr) in dr.iter().enumerate() {
+            let exec = (dr7 >> (16 + 4 * i)) & 3 == 0;
+            if exec && addr == pc {
+                dr7 &= !(3u64 << (2 * i));
+            }
+        }
+        // GD comes back from `general_detect` when the configuration is encoded.
         g.raw = Some(RawDebugRegs {
-            dr: self.dr0_3(),
+            dr,
             dr7: dr7 & !DR7_GD,
         });
         g.hw_breakpoints.clear();
@@ -488,8 +498,19 @@ mod tests {
         };
         assert_eq!(g.exec_slot_at(0x8000), Some(1));
         assert_eq!(g.exec_slot_at(0x10), None);
-        let d = g.without_exec_slot(1);
+        let d = g.without_exec_at(0x8000);
         assert_eq!(d.exec_slot_at(0x8000), None);
         assert_eq!(d.dr7() & 1, 1, "other slots stay armed");
+        // Two slots on one address: both are disarmed for the step.
+        let g = GuestDebug {
+            raw: Some(RawDebugRegs {
+                dr: [0x8001, 0x8001, 0x9000, 0],
+                dr7: 0x415,
+            }),
+            ..Default::default()
+        };
+        let d = g.without_exec_at(0x8001);
+        assert_eq!(d.exec_slot_at(0x8001), None);
+        assert_eq!(d.exec_slot_at(0x9000), Some(2));
     }
 }

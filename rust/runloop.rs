@@ -360,7 +360,7 @@ fn data_cause(debug: &GuestDebug, dr6: u64) -> bool {
 /// The configuration to single-step once past `p` with its trigger disarmed.
 fn step_config(debug: &GuestDebug, p: Parked) -> GuestDebug {
     let mut g = match p {
-        Parked::HwExec { slot, .. } => debug.without_exec_slot(slot),
+        Parked::HwExec { pc, .. } => debug.without_exec_at(pc),
         Parked::GeneralDetect { .. } => GuestDebug {
             general_detect: false,
             ..debug.clone()

@@ -10,8 +10,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 from kvmtrace.host import kvm_problem
+
+# CI runs the fuzz tests with a fixed seed (reproducible verdicts); locally they explore.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REQUIRE_KVM = os.environ.get("KVMTRACE_REQUIRE_KVM") == "1"
 

@@ -267,3 +267,15 @@ def test_software_breakpoints_patch_and_restore_memory() -> None:
         addr = prog.symbol("i_dec")
         m.trace(GuestDebug(sw_breakpoints=[addr]), raise_on_fault=False, timeout=5)
         assert m.read(0x8000, 32) == before, "original bytes restored after the run"
+
+
+def test_two_slots_on_one_address_fire_once_per_pass() -> None:
+    # DR0 and DR1 watch the same instruction: one fault reporting B0|B1, then the
+    # instruction runs (both slots are disarmed for the step over it).
+    with Machine(memory_size=1 << 20, mode="long") as m:
+        prog = m.load_asm(four_targets(3))
+        t1 = prog.symbol("t1")
+        t = m.trace(GuestDebug(raw_debugreg=(t1, t1, 0, 0, 0x405)), timeout=5)
+        assert t.stop_reason == "exit_port"
+        assert t.pc.tolist() == [t1] * 3
+        assert (t.dr6 & 0xF == 0b11).all()
