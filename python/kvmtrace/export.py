@@ -335,6 +335,20 @@ def _check_run_id(run_id: str) -> str:
     return run_id
 
 
+def _write_atomically(pq: Any, table: Any, final: Path, tmp: Path, **kw: Any) -> None:
+    """Write ``table`` to ``tmp`` and rename it to ``final``: readers (and a run killed
+    mid-write) only ever see complete files. On any failure the temporary is removed."""
+    try:
+        pq.write_table(table, tmp, **kw)
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
 class ParquetSink:
     """Streams trace chunks into a Parquet dataset directory (``part-NNNNN.parquet``, zstd).
 
@@ -417,17 +431,10 @@ class ParquetSink:
         meta.update(part=self.parts, rows=len(t), first_row=self.rows, registers=names or self.register_names or [])
         table = _table(self._pa, t, meta)
         try:
-            self._pq.write_table(table, tmp, compression=self.compression,
-                                 compression_level=self.compression_level, row_group_size=max(len(t), 1))
-            os.replace(tmp, final)
-        except BaseException as e:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            if isinstance(e, Exception):
-                raise SinkError(f"cannot write {name} in {self.path}: {_why(e)}") from e
-            raise
+            _write_atomically(self._pq, table, final, tmp, compression=self.compression,
+                              compression_level=self.compression_level, row_group_size=max(len(t), 1))
+        except Exception as e:
+            raise SinkError(f"cannot write {name} in {self.path}: {_why(e)}") from e
         self.parts += 1
         self.rows += len(t)
         return final
@@ -513,16 +520,10 @@ def write_parquet(trace: Any, path: str | os.PathLike[str], *, dataset: bool = F
         raise TraceFileError(f"{p} exists: pass overwrite=True or choose another name")
     meta = _trace_meta(t, final=True, program=program, machine=machine, host_caps=host_caps)
     table = _table(pa, t, meta)
-    tmp = p.with_name(f".{p.name}.tmp")
     try:
-        pq.write_table(table, tmp, compression=compression, compression_level=compression_level,
-                       row_group_size=row_group_size)
-        os.replace(tmp, p)
+        _write_atomically(pq, table, p, p.with_name(f".{p.name}.tmp"), compression=compression,
+                          compression_level=compression_level, row_group_size=row_group_size)
     except OSError as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise TraceFileError(f"cannot write {p}: {_why(e)}") from e
     return p
 
