@@ -71,6 +71,8 @@ pub enum StopReason {
     HandlerError(String),
     SinkError(String),
     KvmError(String),
+    /// A vCPU thread could not start or panicked (a kvmtrace bug or resource exhaustion).
+    ThreadError(String),
     Other(String),
 }
 
@@ -91,6 +93,7 @@ impl StopReason {
             StopReason::HandlerError(_) => "handler_error",
             StopReason::SinkError(_) => "sink_error",
             StopReason::KvmError(_) => "kvm_error",
+            StopReason::ThreadError(_) => "thread_error",
             StopReason::Other(_) => "other",
         }
     }
@@ -223,19 +226,26 @@ pub fn trace(
     let Vm { vcpus, mem, .. } = vm;
     let mem: &GuestMemory = mem;
     let results: Vec<std::thread::Result<VcpuResult>> = std::thread::scope(|s| {
-        let handles: Vec<_> = vcpus
-            .iter_mut()
-            .map(|v| {
-                let tx = tx.clone();
-                let (ctl, originals) = (&ctl, &originals);
-                std::thread::Builder::new()
-                    .name(format!("kvmtrace-vcpu{}", v.index))
-                    .spawn_scoped(s, move || {
-                        run_vcpu(v, mem, debug, cfg, ctl, hooks, originals, &tx)
-                    })
-                    .expect("spawning a vCPU thread")
-            })
-            .collect();
+        let mut handles = Vec::with_capacity(n);
+        for v in vcpus.iter_mut() {
+            let tx = tx.clone();
+            let (ctl, originals) = (&ctl, &originals);
+            let spawned = std::thread::Builder::new()
+                .name(format!("kvmtrace-vcpu{}", v.index))
+                .spawn_scoped(s, move || {
+                    run_vcpu(v, mem, debug, cfg, ctl, hooks, originals, &tx)
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The threads already started stop at once; the trace ends with the reason.
+                    ctl.request(StopReason::ThreadError(format!(
+                        "cannot start a vCPU thread: {e}"
+                    )));
+                    break;
+                }
+            }
+        }
         drop(tx);
         loop {
             match rx.recv_timeout(POLL) {
@@ -285,7 +295,13 @@ pub fn trace(
                 events += r.events;
                 exits += r.exits;
             }
-            Err(_) => per_vcpu.push(StopReason::Other("a vCPU thread panicked".into())),
+            Err(_) => {
+                let r = StopReason::ThreadError(
+                    "a vCPU thread panicked (a kvmtrace bug: please report it)".into(),
+                );
+                ctl.request(r.clone());
+                per_vcpu.push(r);
+            }
         }
     }
     let mut cols = if n == 1 {

@@ -39,6 +39,7 @@ class StopReason(str, enum.Enum):
     HANDLER_ERROR = "handler_error"
     SINK_ERROR = "sink_error"
     KVM_ERROR = "kvm_error"
+    THREAD_ERROR = "thread_error"
     OTHER = "other"
     UNKNOWN = "unknown"
 

@@ -89,58 +89,59 @@ fn two_base_type(
     doc: &str,
     a: Bound<'_, PyType>,
     b: Bound<'_, PyType>,
-) -> Py<PyType> {
+) -> PyResult<Py<PyType>> {
     let dict = PyDict::new(py);
-    dict.set_item("__module__", "kvmtrace")
-        .expect("dict insert");
-    dict.set_item("__doc__", doc).expect("dict insert");
-    let bases = PyTuple::new(py, [a, b]).expect("tuple");
-    py.get_type::<PyType>()
-        .call1((name, bases, dict))
-        .expect("creating an exception type")
-        .cast_into::<PyType>()
-        .expect("type() returns a type")
-        .unbind()
+    dict.set_item("__module__", "kvmtrace")?;
+    dict.set_item("__doc__", doc)?;
+    let bases = PyTuple::new(py, [a, b])?;
+    Ok(py
+        .get_type::<PyType>()
+        .call1((name, bases, dict))?
+        .cast_into::<PyType>()?
+        .unbind())
 }
 
+// Built once when the module is initialised (see `register`).
 static INVALID_CONFIG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static GUEST_MEMORY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `InvalidConfigError(KvmTraceError, ValueError)`: a parameter is wrong; the message names it.
 pub fn invalid_config_error(py: Python<'_>) -> Bound<'_, PyType> {
-    INVALID_CONFIG
-        .get_or_init(py, || {
-            two_base_type(
-                py,
-                "InvalidConfigError",
-                "A parameter is invalid; the message names the field.",
-                py.get_type::<KvmTraceError>(),
-                py.get_type::<PyValueError>(),
-            )
-        })
-        .bind(py)
-        .clone()
+    match INVALID_CONFIG.get(py) {
+        Some(t) => t.bind(py).clone(),
+        None => py.get_type::<PyValueError>(),
+    }
 }
 
 /// `GuestMemoryError(InvalidConfigError, IndexError)`: an access outside guest memory.
 pub fn guest_memory_error(py: Python<'_>) -> Bound<'_, PyType> {
-    GUEST_MEMORY
-        .get_or_init(py, || {
-            two_base_type(
-                py,
-                "GuestMemoryError",
-                "A guest-physical access outside the VM's memory.",
-                invalid_config_error(py),
-                py.get_type::<PyIndexError>(),
-            )
-        })
-        .bind(py)
-        .clone()
+    match GUEST_MEMORY.get(py) {
+        Some(t) => t.bind(py).clone(),
+        None => py.get_type::<PyIndexError>(),
+    }
 }
 
 /// Add every exception type to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    let doc = "A parameter is invalid; the message names the field.";
+    let t = two_base_type(
+        py,
+        "InvalidConfigError",
+        doc,
+        py.get_type::<KvmTraceError>(),
+        py.get_type::<PyValueError>(),
+    )?;
+    let _ = INVALID_CONFIG.set(py, t);
+    let doc = "A guest-physical access outside the VM's memory.";
+    let t = two_base_type(
+        py,
+        "GuestMemoryError",
+        doc,
+        invalid_config_error(py),
+        py.get_type::<PyIndexError>(),
+    )?;
+    let _ = GUEST_MEMORY.set(py, t);
     m.add("KvmTraceError", py.get_type::<KvmTraceError>())?;
     m.add("KvmUnavailableError", py.get_type::<KvmUnavailableError>())?;
     m.add("KvmPermissionError", py.get_type::<KvmPermissionError>())?;

@@ -15,7 +15,9 @@ use crate::kvm::regs::{self, Gp};
 use crate::kvm::vm::Vm;
 use crate::py::args::{bool_arg, bytes_arg, opt_u64_arg, small_arg, u64_arg};
 use crate::py::debug::PyGuestDebug;
-use crate::py::exceptions::{GuestFaultError, KvmInternalError, KvmIoctlError, SinkError};
+use crate::py::exceptions::{
+    GuestFaultError, InternalError, KvmInternalError, KvmIoctlError, SinkError,
+};
 use crate::py::trace::{stop_detail, PyTrace, TraceMeta};
 use crate::recorder::Columns;
 use crate::runloop::{self, Handled, Hooks, SinkFailure, StopReason, TraceConfig};
@@ -728,6 +730,7 @@ impl PyMachine {
                 Some(e)
             }
             StopReason::KvmError(m) => Some(KvmIoctlError::new_err(m.clone())),
+            StopReason::ThreadError(m) => Some(InternalError::new_err(m.clone())),
             StopReason::Shutdown if raise_on_fault => Some(GuestFaultError::new_err(
                 "the guest shut down (triple fault: an exception it could not deliver, e.g. no IDT handler); \
                  .trace holds the events so far, .registers the vCPU state",

@@ -59,6 +59,7 @@ pub fn stop_detail(py: Python<'_>, r: &StopReason) -> PyResult<Py<PyDict>> {
         StopReason::HandlerError(m)
         | StopReason::SinkError(m)
         | StopReason::KvmError(m)
+        | StopReason::ThreadError(m)
         | StopReason::Other(m) => d.set_item("message", m)?,
         _ => {}
     }
