@@ -269,3 +269,17 @@ def test_demo_writes_a_file_read_trace_reads(capsys, tmp_path):  # type: ignore[
     assert len(t) == 4427 and t.exit_code == 144 and t.metadata["host_caps"]["api_version"] == 12
     code, out, err = cli(capsys, "show", f, "--rows", "0")
     assert code == 0 and "exit_port" in out
+
+
+@pytest.mark.requires_kvm
+def test_conformance_writes_json_and_markdown(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    js, md = tmp_path / "r.json", tmp_path / "r.md"
+    code, out, _ = cli(capsys, "conformance", "--scenario", "step_hlt", "--scenario", "inject_db",
+                       "--json", js, "--markdown", md)
+    assert code == 0, out  # both pass on this host; see README "Host findings"
+    report = json.loads(js.read_text())
+    assert {(r["scenario"], r["mode"]) for r in report["results"]} == {
+        (s, m) for s in ("step_hlt", "inject_db") for m in ("real", "protected", "long")
+    }
+    text = md.read_text()
+    assert text.startswith("| scenario | real | protected | long |") and "step_hlt" in text

@@ -596,13 +596,15 @@ def conformance(
     mode: list[str] | None = typer.Option(None, "--mode", help="Run only in this mode: real, protected, long "
                                                                "(repeatable)."),
     json_path: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the report as JSON."),
+    markdown_path: Path | None = typer.Option(None, "--markdown", metavar="FILE",
+                                              help="Also write the report as Markdown (verdict table + every difference)."),
 ) -> None:
     """Run the KVM guest-debug conformance scenarios and report PASS/FAIL against the x86 architecture."""
     for mo in mode or []:
         if mo not in MODES:
             usage(f"--mode {mo!r}: use real, protected or long")
     conf = _optional("kvmtrace.conformance", "main")
-    raise typer.Exit(int(conf.main(list(scenario or []), list(mode or []), json_path, console) or 0))
+    raise typer.Exit(int(conf.main(list(scenario or []), list(mode or []), json_path, console, markdown_path) or 0))
 
 
 @app.command()

@@ -211,13 +211,15 @@ def results_table(results: list[Result], title: str | None = None) -> Table:
 
 
 def main(scenarios: list[str] | None, modes: list[str] | None, json_path: str | os.PathLike[str] | None,
-         console: Console | None = None) -> int:
+         console: Console | None = None, markdown_path: str | os.PathLike[str] | None = None) -> int:
     """``kvmtrace conformance``: run, print the table, write JSON; return the exit code.
 
     ``scenarios`` / ``modes``: ids to select (None or empty: all). Exit codes: 0
     every selected scenario passed (or is unsupported on this host); 1 any
     ``fail`` or ``error``; 2 an unknown scenario id or mode; 130 interrupted by
     Ctrl-C (the results so far are printed, and written to ``json_path``).
+    ``markdown_path`` also writes the Markdown report (verdict table and every
+    expected/observed difference), as kept in docs/host-findings.md.
     """
     from kvmtrace.conformance.runner import run_suite
     from kvmtrace.exceptions import InvalidConfigError
@@ -250,4 +252,7 @@ def main(scenarios: list[str] | None, modes: list[str] | None, json_path: str | 
         if json_path:
             run.to_json(json_path)
             console.print(f"JSON report written to [bold]{json_path}[/]")
+        if markdown_path:
+            Path(markdown_path).write_text(run.markdown() + "\n")
+            console.print(f"Markdown report written to [bold]{markdown_path}[/]")
     return run.exit_code
