@@ -130,9 +130,10 @@ impl Columns {
             + self.regs.iter().map(|r| r.capacity() * 8).sum::<usize>()
     }
 
-    /// Merge per-vCPU columns into one set ordered by host time (ties by vCPU),
-    /// renumbering `seq` as the global order.
-    pub fn merge(parts: Vec<Columns>) -> Columns {
+    /// Merge per-vCPU columns into one set ordered by host time (ties by vCPU).
+    /// With `renumber`, `seq` becomes the global order; without, each row keeps its
+    /// per-vCPU `seq` (a streamed run, whose earlier rows are already on disk).
+    pub fn merge(parts: Vec<Columns>, renumber: bool) -> Columns {
         let mut parts: Vec<Columns> = parts.into_iter().filter(|p| !p.is_empty()).collect();
         match parts.len() {
             0 => return Columns::default(),
@@ -154,7 +155,7 @@ impl Columns {
             }
             let Some(k) = best else { break };
             let (p, i) = (&parts[k], idx[k]);
-            out.seq.push(seq);
+            out.seq.push(if renumber { seq } else { p.seq[i] });
             out.vcpu.push(p.vcpu[i]);
             out.time_ns.push(p.time_ns[i]);
             out.exception.push(p.exception[i]);
@@ -224,9 +225,11 @@ mod tests {
         a.push(1, 0, 5, &ev(0x11), None);
         b.push(0, 1, 3, &ev(0x20), None);
         b.push(1, 1, 4, &ev(0x21), None);
-        let m = Columns::merge(vec![a, b]);
+        let m = Columns::merge(vec![a.clone(), b.clone()], true);
         assert_eq!(m.pc, vec![0x10, 0x20, 0x21, 0x11]);
         assert_eq!(m.vcpu, vec![0, 1, 1, 0]);
         assert_eq!(m.seq, vec![0, 1, 2, 3]);
+        let m = Columns::merge(vec![a, b], false);
+        assert_eq!(m.seq, vec![0, 0, 1, 1], "per-vCPU seq kept");
     }
 }

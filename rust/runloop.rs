@@ -307,7 +307,9 @@ pub fn trace(
     let mut cols = if n == 1 {
         parts.pop().unwrap_or_default()
     } else {
-        Columns::merge(parts)
+        // In memory, seq is the global order; streamed rows keep per-vCPU seq (the
+        // parts already on disk were numbered that way).
+        Columns::merge(parts, cfg.sink_rows.is_none())
     };
     if !unflushed.is_empty() {
         unflushed.append(cols);

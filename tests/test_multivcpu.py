@@ -153,3 +153,21 @@ def test_multi_vcpu_ctrl_c_keeps_every_vcpus_rows() -> None:
             assert np.array_equal(pcs, ref[: len(pcs)]), f"vCPU {i}: rows missing or out of order"
             # The vCPU stopped exactly where its last row says.
             assert m.vcpu(i).regs["rip"] == int(pcs[-1])
+
+
+@pytest.mark.requires_kvm
+def test_streamed_multi_vcpu_run_keeps_per_vcpu_seq(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Streamed with several vCPUs, every row keeps its per-vCPU seq, in the parts
+    written during the run and in the tail written at the end alike."""
+    pytest.importorskip("pyarrow")
+    import kvmtrace
+
+    with Machine(memory_size=1 << 20, mode="long", vcpus=2) as m:
+        m.load_asm("_start: inc %eax\n jmp _start\n")
+        t = m.trace(GuestDebug(single_step=True), max_events=2500, sink=tmp_path / "run.parquet", sink_rows=1000)
+    assert t.event_count == 5000
+    back = kvmtrace.read_trace(tmp_path / "run.parquet")
+    assert len(back) == 5000
+    for v in (0, 1):
+        seq = np.sort(back.seq[back.vcpu == v])
+        assert np.array_equal(seq, np.arange(2500, dtype=np.uint64)), f"vCPU {v}"
