@@ -73,6 +73,9 @@ pub enum StopReason {
     KvmError(String),
     /// A vCPU thread could not start or panicked (a kvmtrace bug or resource exhaustion).
     ThreadError(String),
+    /// The fault at this pc fired again although it was disarmed for the step over
+    /// it: the host makes no progress, so the vCPU stops instead of looping forever.
+    NoProgress(u64),
     Other(String),
 }
 
@@ -94,6 +97,7 @@ impl StopReason {
             StopReason::SinkError(_) => "sink_error",
             StopReason::KvmError(_) => "kvm_error",
             StopReason::ThreadError(_) => "thread_error",
+            StopReason::NoProgress(_) => "no_progress",
             StopReason::Other(_) => "other",
         }
     }
@@ -368,6 +372,16 @@ fn fault_of(debug: &GuestDebug, ev: &DebugEvent) -> Option<Parked> {
     }
 }
 
+/// While stepping over `p`, `ev` is the same fault again at the same pc: the
+/// disarmed trigger fired anyway and the instruction did not run.
+fn refired(debug: &GuestDebug, p: Parked, ev: &DebugEvent) -> bool {
+    ev.pc == p.pc() && (ev.exception != 1 || ev.dr6 & dr6::BS == 0) && fault_of(debug, ev).is_some()
+}
+
+/// How many times in a row a fault may refire during its step-over before the vCPU
+/// is stopped with `NoProgress`.
+const MAX_REFIRES: u32 = 3;
+
 /// DR6 reports a data (write/rw/io) breakpoint of this configuration.
 fn data_cause(debug: &GuestDebug, dr6: u64) -> bool {
     let dr7 = debug.dr7();
@@ -465,6 +479,7 @@ fn run_vcpu(
     let (mut seq, mut exits) = (0u64, 0u64);
     let mut console = Vec::new();
     let mut stepping: Option<Parked> = None;
+    let mut refires = 0u32;
 
     let fail = |e: Error| {
         let r = StopReason::KvmError(e.to_string());
@@ -510,6 +525,14 @@ fn run_vcpu(
                 if let Some(p) = stepping.take() {
                     if let Err(e) = end_step(vcpu, mem, debug, p) {
                         break fail(e);
+                    }
+                    refires = if refired(debug, p, &ev) {
+                        refires + 1
+                    } else {
+                        0
+                    };
+                    if refires >= MAX_REFIRES {
+                        break StopReason::NoProgress(ev.pc);
                     }
                     // The step-over's own trap (BS) is internal unless the user single-steps;
                     // anything else (a data breakpoint, or a new fault because a host lost
@@ -778,6 +801,40 @@ mod tests {
         ] {
             assert!(fault_of(&d, &synthetic_hit(&d, p)).is_some());
         }
+    }
+
+    #[test]
+    fn refire_is_the_same_fault_without_progress() {
+        let d = dbg();
+        let p = Parked::HwExec {
+            slot: 0,
+            pc: 0x8000,
+        };
+        let ev = |pc, dr6| DebugEvent {
+            exception: 1,
+            pc,
+            dr6,
+            dr7: d.dr7(),
+        };
+        assert!(
+            refired(&d, p, &ev(0x8000, 0xffff0ff1)),
+            "B0 again at the same pc, no BS"
+        );
+        assert!(
+            !refired(&d, p, &ev(0x8000, 0xffff4ff0)),
+            "a step trap back at the same pc is progress (a loop)"
+        );
+        assert!(
+            !refired(&d, p, &ev(0x8002, 0xffff4ff0)),
+            "the step completed"
+        );
+        let s = Parked::SwBreakpoint { addr: 0x9000 };
+        let int3 = DebugEvent {
+            exception: 3,
+            pc: 0x9000,
+            ..Default::default()
+        };
+        assert!(refired(&d, s, &int3));
     }
 
     #[test]

@@ -40,6 +40,7 @@ class StopReason(str, enum.Enum):
     SINK_ERROR = "sink_error"
     KVM_ERROR = "kvm_error"
     THREAD_ERROR = "thread_error"
+    NO_PROGRESS = "no_progress"
     OTHER = "other"
     UNKNOWN = "unknown"
 

@@ -46,6 +46,16 @@ pub fn stop_detail(py: Python<'_>, r: &StopReason) -> PyResult<Py<PyDict>> {
             d.set_item("data", data.clone())?;
         }
         StopReason::FailEntry { reason } => d.set_item("hardware_entry_failure_reason", reason)?,
+        StopReason::NoProgress(pc) => {
+            d.set_item("pc", pc)?;
+            d.set_item(
+                "message",
+                format!(
+                    "the fault at {pc:#x} fired again while kvmtrace stepped over it with the trigger \
+                     disarmed; the host makes no progress, so the vCPU stopped instead of looping"
+                ),
+            )?;
+        }
         StopReason::Io { port, write, data } => {
             d.set_item("port", port)?;
             d.set_item("write", write)?;
