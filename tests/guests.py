@@ -59,3 +59,33 @@ _start: mov $'o', %al
         mov $7, %al
         out %al, $0xf4
 """
+
+# main calls f, f calls g: single-step slices must nest _start > main > f > g.
+NESTED = """
+    .text
+    .globl _start
+_start:
+    call main
+    out %al, $0xf4
+    hlt
+    .type main, @function
+main:
+    nop
+    call f
+    nop
+    ret
+    .size main, .-main
+    .type f, @function
+f:
+    nop
+    call g
+    nop
+    ret
+    .size f, .-f
+    .type g, @function
+g:
+    nop
+    nop
+    ret
+    .size g, .-g
+"""

@@ -14,34 +14,13 @@ import pytest
 import kvmtrace
 from kvmtrace.cli import run
 
+from guests import NESTED
+
 pytest.importorskip("pyarrow")
 
 KVM = pytest.mark.requires_kvm  # arguments checked after the guest is loaded into a Machine
 COMMANDS = ("demo", "trace", "show", "analyze", "export", "conformance", "bench")
 
-NESTED = """
-    .text
-    .globl _start
-_start:
-    call main
-    out %al, $0xf4
-    hlt
-    .type main, @function
-main:
-    call f
-    ret
-    .size main, .-main
-    .type f, @function
-f:
-    call g
-    ret
-    .size f, .-f
-    .type g, @function
-g:
-    nop
-    ret
-    .size g, .-g
-"""
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]

@@ -19,6 +19,8 @@ import kvmtrace
 from kvmtrace import GuestDebug, HwBreakpoint, Machine, SinkError, TraceFileError, guests
 from kvmtrace.trace import COLUMNS
 
+from guests import NESTED
+
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -38,35 +40,6 @@ from kvmtrace.symbols import disassemble, dr6_causes, hottest, program_from_trac
 
 REGS = ("rip", "rsp", "rax")
 
-# main calls f, f calls g: single-step slices must nest _start > main > f > g.
-NESTED = """
-    .text
-    .globl _start
-_start:
-    call main
-    out %al, $0xf4
-    hlt
-    .type main, @function
-main:
-    nop
-    call f
-    nop
-    ret
-    .size main, .-main
-    .type f, @function
-f:
-    nop
-    call g
-    nop
-    ret
-    .size f, .-f
-    .type g, @function
-g:
-    nop
-    nop
-    ret
-    .size g, .-g
-"""
 
 # A C guest, compiled by cc: _start -> work -> f -> g, twice.
 C_GUEST = r"""
