@@ -37,8 +37,6 @@ pub struct Vcpu {
     pub mode: Mode,
     /// Set when the last debug event was an instruction fault that resuming must step over.
     pub parked: Option<Parked>,
-    /// The guest-debug request in force (None: debugging off).
-    pub debug: Option<GuestDebug>,
     /// The last exit was a port or MMIO access that KVM completes on the next
     /// `KVM_RUN` (writing rax/memory and advancing rip).
     io_pending: bool,
@@ -52,7 +50,6 @@ impl Vcpu {
             index,
             mode,
             parked: None,
-            debug: None,
             io_pending: false,
         };
         v.reset(entry)?;
@@ -185,7 +182,6 @@ impl Vcpu {
                 source: e,
             },
         })?;
-        self.debug = g.cloned();
         Ok(())
     }
 
