@@ -1,7 +1,29 @@
 //! The crate's one error type. Plain Rust: `py/error.rs` maps it to the Python
-//! exception hierarchy in a single `From<Error> for PyErr`.
+//! exception hierarchy in a single place.
 
 use thiserror::Error;
+
+/// The error a callback returned, kept opaque so the engine stays plain Rust. The
+/// bindings put the Python exception here and get it back, as itself, in `py/error.rs`.
+pub type CallbackError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which callback failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callback {
+    IoHandler,
+    MmioHandler,
+    Sink,
+}
+
+impl Callback {
+    pub fn name(self) -> &'static str {
+        match self {
+            Callback::IoHandler => "io_handler",
+            Callback::MmioHandler => "mmio_handler",
+            Callback::Sink => "sink",
+        }
+    }
+}
 
 /// Everything that can go wrong in the core, each with a message a user can act on.
 #[derive(Debug, Error)]
@@ -56,7 +78,23 @@ pub enum Error {
         source: kvm_ioctls::Error,
     },
 
-    /// An internal invariant broke, or a native thread panicked.
+    /// A callback (port or MMIO handler, the sink) failed; `source` is its own error.
+    #[error("the {} failed: {source}", what.name())]
+    Callback {
+        what: Callback,
+        #[source]
+        source: CallbackError,
+    },
+
+    /// The run was interrupted (Ctrl-C); `cause` is what the signal check raised.
+    #[error("interrupted")]
+    Interrupted { cause: Option<CallbackError> },
+
+    /// A vCPU thread could not start or panicked.
+    #[error("{0}")]
+    Thread(String),
+
+    /// An internal invariant broke.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -74,5 +112,13 @@ impl Error {
     /// Wrap a failed ioctl, naming the operation.
     pub fn kvm(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
         move |source| Error::Kvm { op, source }
+    }
+
+    /// A callback failure from any error value.
+    pub fn callback(what: Callback, source: impl Into<CallbackError>) -> Self {
+        Error::Callback {
+            what,
+            source: source.into(),
+        }
     }
 }

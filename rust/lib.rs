@@ -1,7 +1,10 @@
-//! kvmtrace's Rust core. This file only wires the Python module; the engine lives in
-//! `kvm/` (VM, vCPU, memory), `exits.rs` (decoding), `recorder.rs` (columns),
-//! `runloop.rs` (the KVM_RUN loop) and `debug.rs` (DR7 encoding); `py/` holds the bindings.
+//! kvmtrace's Rust core. This file only wires the Python module.
+//!
+//! The engine: `arch/` (x86 debug facts), `debug/` (the guest-debug model), `kvm/`
+//! (VM, vCPU, memory, registers), `exits.rs` (decoding), `recorder.rs` (columns),
+//! `runloop/` (the KVM_RUN loop), `kick.rs`. `py/` holds the bindings.
 
+pub mod arch;
 pub mod debug;
 pub mod error;
 pub mod exits;
@@ -22,9 +25,11 @@ mod _core {
     #[pymodule_export]
     use crate::py::debug::PyHwBreakpoint;
     #[pymodule_export]
-    use crate::py::machine::PyExit;
+    use crate::py::exit::PyExit;
     #[pymodule_export]
     use crate::py::machine::PyMachine;
+    #[pymodule_export]
+    use crate::py::progress::PyProgress;
     #[pymodule_export]
     use crate::py::trace::PyTrace;
 
@@ -45,6 +50,7 @@ mod _core {
         )?;
         m.add("CONSOLE_PORT", crate::runloop::CONSOLE_PORT)?;
         m.add("EXIT_PORT", crate::runloop::EXIT_PORT)?;
+        py::facts::register(m)?;
         py::exceptions::register(m)
     }
 }

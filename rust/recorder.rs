@@ -6,6 +6,45 @@ use kvm_bindings::kvm_regs;
 use crate::exits::DebugEvent;
 use crate::kvm::regs::Gp;
 
+/// One column of a trace: its name and its numpy dtype.
+pub struct ColumnSpec {
+    pub name: &'static str,
+    pub dtype: &'static str,
+}
+
+/// The fixed columns of every trace, in order; register columns (uint64, named by
+/// register) follow them. The one definition of the trace schema.
+pub const SCHEMA: [ColumnSpec; 7] = [
+    ColumnSpec {
+        name: "seq",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "vcpu",
+        dtype: "uint16",
+    },
+    ColumnSpec {
+        name: "time_ns",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "exception",
+        dtype: "uint8",
+    },
+    ColumnSpec {
+        name: "pc",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "dr6",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "dr7",
+        dtype: "uint64",
+    },
+];
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Columns {
     pub seq: Vec<u64>,
@@ -102,6 +141,30 @@ impl Columns {
         for (a, b) in self.regs.iter_mut().zip(other.regs.iter_mut()) {
             a.append(b);
         }
+    }
+
+    /// Copy the rows of `other` (same register columns) to the end.
+    pub fn extend_from(&mut self, other: &Columns) {
+        self.seq.extend_from_slice(&other.seq);
+        self.vcpu.extend_from_slice(&other.vcpu);
+        self.time_ns.extend_from_slice(&other.time_ns);
+        self.exception.extend_from_slice(&other.exception);
+        self.pc.extend_from_slice(&other.pc);
+        self.dr6.extend_from_slice(&other.dr6);
+        self.dr7.extend_from_slice(&other.dr7);
+        for (a, b) in self.regs.iter_mut().zip(&other.regs) {
+            a.extend_from_slice(b);
+        }
+    }
+
+    /// One set holding the rows of every part, in order.
+    pub fn concat(parts: &[&Columns], reg_names: Vec<Gp>) -> Columns {
+        let total = parts.iter().map(|p| p.len()).sum();
+        let mut out = Columns::with_capacity(reg_names, total);
+        for p in parts {
+            out.extend_from(p);
+        }
+        out
     }
 
     /// Release spare capacity so memory per event is what the rows need.

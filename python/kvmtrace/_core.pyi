@@ -1,7 +1,8 @@
 """Type stubs for kvmtrace._core, the Rust extension (hand-written; keep in sync with rust/py/)."""
 
+import enum
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,92 @@ FIXED_BYTES_PER_EVENT: Final[int]
 CONSOLE_PORT: Final[int]
 EXIT_PORT: Final[int]
 
+# Hardware and schema facts: defined once in the Rust core (rust/arch, rust/debug,
+# rust/recorder.rs, rust/runloop/stop.rs), exported by rust/py/facts.rs.
+VECTOR_DB: Final[int]
+VECTOR_BP: Final[int]
+GUESTDBG_FLAGS: Final[dict[int, str]]
+LEGACY_GUESTDBG_FLAGS: Final[int]
+GP_REGISTERS: Final[tuple[str, ...]]
+REGISTER_NAMES: Final[tuple[str, ...]]
+COLUMNS: Final[tuple[tuple[str, str], ...]]
+STOP_REASONS: Final[tuple[str, ...]]
+MODES: Final[tuple[str, ...]]
+MODE_BITS: Final[dict[str, int]]
+
+@final
+class Dr6:
+    """DR6, the debug status register: bit masks and the clean value 0xffff0ff0."""
+
+    B0: ClassVar[int]
+    B1: ClassVar[int]
+    B2: ClassVar[int]
+    B3: ClassVar[int]
+    BD: ClassVar[int]
+    BS: ClassVar[int]
+    BT: ClassVar[int]
+    RTM: ClassVar[int]
+    CLEAN: ClassVar[int]
+    FIXED_MASK: ClassVar[int]
+    CAUSE_MASK: ClassVar[int]
+    @staticmethod
+    def names(value: int) -> str:
+        """``B0|BS``-style names of the cause bits (``RTM=0`` if bit 16 is clear, ``none`` if no cause)."""
+    @staticmethod
+    def b(slot: int) -> int:
+        """Bn of slot ``slot`` (0-3)."""
+
+@final
+class Dr7:
+    """DR7, the debug control register: fixed bits and the per-slot encoding."""
+
+    FIXED_1: ClassVar[int]
+    RTM: ClassVar[int]
+    GD: ClassVar[int]
+    RESERVED_0: ClassVar[int]
+    RW_BITS: ClassVar[dict[str, int]]
+    LEN_BITS: ClassVar[dict[int, int]]
+    @staticmethod
+    def slot_bits(slot: int, kind: str, length: int) -> int:
+        """The L, R/W and LEN bits of one breakpoint in slot ``slot``."""
+    @staticmethod
+    def enable_mask(slot: int) -> int: ...
+    @staticmethod
+    def decode(value: int) -> list[tuple[bool, str, int]]:
+        """The four slots of a DR7 value: (enabled, kind, length) each."""
+
+class StopReason(enum.StrEnum):
+    """Why a trace ended (a str: compares equal to its value)."""
+
+    MAX_EVENTS = "max_events"
+    STOP_AT = "stop_at"
+    HLT = "hlt"
+    EXIT_PORT = "exit_port"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    SHUTDOWN = "shutdown"
+    INTERNAL_ERROR = "internal_error"
+    FAIL_ENTRY = "fail_entry"
+    IO = "io"
+    MMIO = "mmio"
+    HANDLER_ERROR = "handler_error"
+    SINK_ERROR = "sink_error"
+    KVM_ERROR = "kvm_error"
+    THREAD_ERROR = "thread_error"
+    NO_PROGRESS = "no_progress"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+@final
+class Progress:
+    """Live counters of the trace it is passed to (``trace(progress=p)``)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def exits(self) -> int: ...
+
 class KvmTraceError(Exception): ...
 class KvmUnavailableError(KvmTraceError): ...
 class KvmPermissionError(KvmUnavailableError): ...
@@ -21,6 +108,7 @@ class GuestMemoryError(InvalidConfigError, IndexError): ...
 class GuestFaultError(KvmTraceError):
     trace: Any
     registers: dict[str, int]
+    vcpu: int
     stop_reason: str
 
 class KvmInternalError(GuestFaultError):
@@ -233,4 +321,5 @@ class Machine:
         sink: Any | None = None,
         sink_rows: int | None = None,
         raise_on_fault: bool | None = None,
+        progress: Progress | None = None,
     ) -> Trace: ...

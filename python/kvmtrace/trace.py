@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -10,42 +9,11 @@ import numpy as np
 
 from kvmtrace import _core
 
-COLUMNS = ("seq", "vcpu", "time_ns", "exception", "pc", "dr6", "dr7")
-DTYPES = {
-    "seq": np.uint64,
-    "vcpu": np.uint16,
-    "time_ns": np.uint64,
-    "exception": np.uint8,
-    "pc": np.uint64,
-    "dr6": np.uint64,
-    "dr7": np.uint64,
-}
-
-
-class StopReason(str, enum.Enum):
-    """Why a trace ended."""
-
-    MAX_EVENTS = "max_events"
-    STOP_AT = "stop_at"
-    HLT = "hlt"
-    EXIT_PORT = "exit_port"
-    TIMEOUT = "timeout"
-    INTERRUPTED = "interrupted"
-    SHUTDOWN = "shutdown"
-    INTERNAL_ERROR = "internal_error"
-    FAIL_ENTRY = "fail_entry"
-    IO = "io"
-    MMIO = "mmio"
-    HANDLER_ERROR = "handler_error"
-    SINK_ERROR = "sink_error"
-    KVM_ERROR = "kvm_error"
-    THREAD_ERROR = "thread_error"
-    NO_PROGRESS = "no_progress"
-    OTHER = "other"
-    UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
+#: The fixed columns of every trace and their dtypes (the schema is defined once, in
+#: the Rust core); register columns (uint64, named by register) follow them.
+COLUMNS: tuple[str, ...] = tuple(name for name, _ in _core.COLUMNS)
+DTYPES: dict[str, Any] = {name: np.dtype(dtype) for name, dtype in _core.COLUMNS}
+StopReason = _core.StopReason
 
 
 class Event(NamedTuple):

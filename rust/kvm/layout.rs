@@ -44,6 +44,8 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Real, Mode::Protected, Mode::Long];
+
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "real" | "real16" => Ok(Mode::Real),

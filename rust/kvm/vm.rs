@@ -3,7 +3,8 @@
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 
-use crate::debug::{flag_name, GuestDebug, LEGACY_GUESTDBG_FLAGS};
+use crate::arch::dr7::BpKind;
+use crate::debug::{flags, GuestDebug};
 use crate::error::{Error, Result};
 use crate::kvm::layout::{self, Mode};
 use crate::kvm::memory::GuestMemory;
@@ -43,7 +44,7 @@ pub fn host_caps(kvm: &Kvm) -> HostCaps {
     let mut flags = if dbg2 > 0 {
         dbg2 as u32
     } else if kvm.check_extension(Cap::SetGuestDebug) {
-        LEGACY_GUESTDBG_FLAGS
+        flags::LEGACY
     } else {
         0
     };
@@ -156,7 +157,7 @@ impl Vm {
             return Err(Error::Unsupported {
                 what: format!(
                     "{} (KVM_CAP_SET_GUEST_DEBUG2 reports {:#x})",
-                    flag_name(flag),
+                    flags::name(flag),
                     self.caps.guest_debug_flags
                 ),
             });
@@ -172,10 +173,7 @@ impl Vm {
                 ));
             }
         }
-        if g.hw_breakpoints
-            .iter()
-            .any(|b| b.kind == crate::debug::BpKind::Io)
-        {
+        if g.hw_breakpoints.iter().any(|b| b.kind == BpKind::Io) {
             for v in &self.vcpus {
                 if v.get("cr4")? & 0x8 == 0 {
                     return Err(Error::invalid(

@@ -3,7 +3,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::debug::{BpKind, GuestDebug, HwBreakpoint, RawDebugRegs};
+use crate::arch::dr7::BpKind;
+use crate::debug::{GuestDebug, HwBreakpoint, RawDebugRegs};
 use crate::error::Error;
 use crate::py::args::{bool_arg, small_arg, str_arg, u64_arg};
 

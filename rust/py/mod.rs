@@ -1,8 +1,15 @@
-//! Python bindings: every `#[pyclass]`, the exception hierarchy and the one error mapping.
+//! Python bindings: every `#[pyclass]`, the exception hierarchy and the one error
+//! mapping. The only part of the crate that uses pyo3.
 
 pub mod args;
 pub mod debug;
+pub mod detach;
 pub mod error;
 pub mod exceptions;
+pub mod exit;
+pub mod facts;
+pub mod hooks;
 pub mod machine;
+pub mod progress;
 pub mod trace;
+pub mod trace_args;

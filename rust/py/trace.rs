@@ -1,9 +1,12 @@
-//! `Trace`: recorded columns plus how the run ended. Columns are exposed as
-//! read-only numpy arrays that borrow the Rust vectors (no copy): the array's base
-//! object is the Trace, which is frozen, so the memory never moves or changes.
+//! `Trace`: recorded columns plus how the run ended. Columns are exposed as numpy
+//! arrays that borrow the Rust vectors (no copy) and are read-only from the moment
+//! they are created: the array's base object is the Trace, which is frozen, so the
+//! memory never moves or changes.
 
-use numpy::ndarray::ArrayView1;
-use numpy::{Element, PyArray1, PyReadonlyArray1};
+use std::sync::Arc;
+
+use numpy::npyffi::{self, npy_intp, NPY_ARRAY_CARRAY_RO, PY_ARRAY_API};
+use numpy::{Element, PyArray1, PyArrayDescrMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -12,7 +15,7 @@ use crate::error::Error;
 use crate::kvm::regs::Gp;
 use crate::py::debug::PyGuestDebug;
 use crate::recorder::Columns;
-use crate::runloop::StopReason;
+use crate::runloop::{StopReason, TraceResult};
 
 pub struct TraceMeta {
     pub stop_reason: String,
@@ -32,8 +35,60 @@ pub struct TraceMeta {
 
 #[pyclass(frozen, name = "Trace", module = "kvmtrace._core")]
 pub struct PyTrace {
-    pub cols: Columns,
+    pub cols: Arc<Columns>,
     pub meta: TraceMeta,
+}
+
+impl PyTrace {
+    /// A chunk of a running trace, as handed to a sink.
+    pub fn chunk(py: Python<'_>, rows: Arc<Columns>, mode: &str, vcpus: usize) -> PyTrace {
+        let n = rows.len() as u64;
+        PyTrace {
+            cols: rows,
+            meta: TraceMeta {
+                stop_reason: "running".into(),
+                stop_detail: PyDict::new(py).unbind(),
+                per_vcpu_stop: Vec::new(),
+                console: Vec::new(),
+                start_ns: 0,
+                end_ns: 0,
+                event_count: n,
+                exits: 0,
+                mode: mode.into(),
+                vcpus,
+                debug: None,
+                code_regions: Vec::new(),
+            },
+        }
+    }
+
+    /// The trace of a finished run.
+    pub fn finished(
+        py: Python<'_>,
+        r: TraceResult,
+        debug: GuestDebug,
+        mode: &str,
+        vcpus: usize,
+        code_regions: Vec<(u64, Vec<u8>)>,
+    ) -> PyResult<PyTrace> {
+        Ok(PyTrace {
+            meta: TraceMeta {
+                stop_reason: r.stop.reason.name().into(),
+                stop_detail: stop_detail(py, &r.stop.reason)?,
+                per_vcpu_stop: r.per_vcpu.iter().map(|s| s.name().to_string()).collect(),
+                console: r.console,
+                start_ns: r.start_ns,
+                end_ns: r.end_ns,
+                event_count: r.events,
+                exits: r.exits,
+                mode: mode.into(),
+                vcpus,
+                debug: Some(debug),
+                code_regions,
+            },
+            cols: Arc::new(r.cols),
+        })
+    }
 }
 
 /// The detail dict of a stop reason.
@@ -66,26 +121,50 @@ pub fn stop_detail(py: Python<'_>, r: &StopReason) -> PyResult<Py<PyDict>> {
             d.set_item("write", write)?;
             d.set_item("data", PyBytes::new(py, data))?;
         }
-        StopReason::HandlerError(m)
-        | StopReason::SinkError(m)
-        | StopReason::KvmError(m)
-        | StopReason::ThreadError(m)
-        | StopReason::Other(m) => d.set_item("message", m)?,
+        StopReason::Error(e) => d.set_item("message", e.to_string())?,
+        StopReason::Other(m) => d.set_item("message", m)?,
         _ => {}
     }
     Ok(d.unbind())
 }
 
+/// A read-only 1-D numpy array over `v`, whose base object is the trace `slf`.
 fn view<'py, T: Element>(slf: &Bound<'py, PyTrace>, v: &[T]) -> PyResult<Bound<'py, PyArray1<T>>> {
-    let arr = ArrayView1::from(v);
+    let py = slf.py();
+    let mut dims = [v.len() as npy_intp];
+    let mut strides = [std::mem::size_of::<T>() as npy_intp];
     // SAFETY: `v` lives inside the frozen `PyTrace` behind `slf`, which is never
-    // mutated after construction; the new array holds a reference to `slf` as its
-    // base object, so the memory outlives the array.
-    let a = unsafe { PyArray1::borrow_from_array(&arr, slf.clone().into_any()) };
-    let kwargs = PyDict::new(slf.py());
-    kwargs.set_item("write", false)?;
-    a.call_method("setflags", (), Some(&kwargs))?;
-    Ok(a)
+    // mutated after construction; the array is created without NPY_ARRAY_WRITEABLE
+    // (numpy then refuses to make it writeable, since it does not own the data and
+    // its base is not writeable), and it holds a reference to `slf` as its base
+    // object (SetBaseObject steals the reference `into_ptr` gives), so the memory
+    // outlives the array. dims/strides describe exactly `v.len()` elements of T.
+    unsafe {
+        let ptr = PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            npyffi::get_type_object(py, npyffi::NpyTypes::PyArray_Type),
+            T::get_dtype(py).into_dtype_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            strides.as_mut_ptr(),
+            v.as_ptr() as *mut std::ffi::c_void,
+            NPY_ARRAY_CARRAY_RO,
+            std::ptr::null_mut(),
+        );
+        if ptr.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        if PY_ARRAY_API.PyArray_SetBaseObject(
+            py,
+            ptr as *mut npyffi::PyArrayObject,
+            slf.clone().into_any().into_ptr(),
+        ) != 0
+        {
+            pyo3::ffi::Py_DECREF(ptr);
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Bound::from_owned_ptr(py, ptr).cast_into_unchecked())
+    }
 }
 
 fn copy_col<T: Element + Copy>(
@@ -93,30 +172,40 @@ fn copy_col<T: Element + Copy>(
     name: &str,
     n: Option<usize>,
 ) -> PyResult<Vec<T>> {
-    match d.get_item(name)? {
-        Some(a) => {
-            let a: PyReadonlyArray1<'_, T> = a.extract().map_err(|_| {
-                Error::invalid(
-                    name,
-                    format!(
-                        "column {name:?} must be a 1-D numpy array of {}",
-                        std::any::type_name::<T>()
-                    ),
-                )
-            })?;
-            let v = a.as_array().to_vec();
-            if let Some(n) = n {
-                if v.len() != n {
-                    return Err(Error::invalid(
-                        name,
-                        format!("column {name:?} has {} rows, pc has {n}", v.len()),
-                    )
-                    .into());
-                }
-            }
-            Ok(v)
-        }
-        None => Err(Error::invalid(name, format!("column {name:?} is missing")).into()),
+    let Some(a) = d.get_item(name)? else {
+        return Err(Error::invalid(name, format!("column {name:?} is missing")).into());
+    };
+    let a: PyReadonlyArray1<'_, T> = a.extract().map_err(|_| {
+        Error::invalid(
+            name,
+            format!(
+                "column {name:?} must be a 1-D numpy array of {}",
+                std::any::type_name::<T>()
+            ),
+        )
+    })?;
+    let v = a.as_array().to_vec();
+    if let Some(n) = n.filter(|&n| v.len() != n) {
+        return Err(Error::invalid(
+            name,
+            format!("column {name:?} has {} rows, pc has {n}", v.len()),
+        )
+        .into());
+    }
+    Ok(v)
+}
+
+/// `name` from `columns` if present, else `default(len)`.
+fn copy_or<T: Element + Copy>(
+    columns: &Bound<'_, PyDict>,
+    name: &str,
+    n: usize,
+    default: impl FnOnce(usize) -> Vec<T>,
+) -> PyResult<Vec<T>> {
+    if columns.contains(name)? {
+        copy_col(columns, name, Some(n))
+    } else {
+        Ok(default(n))
     }
 }
 
@@ -274,29 +363,14 @@ impl PyTrace {
         per_vcpu_stop: Vec<String>,
     ) -> PyResult<Self> {
         let pc: Vec<u64> = copy_col(columns, "pc", None)?;
-        let n = Some(pc.len());
-        let seq = if columns.contains("seq")? {
-            copy_col(columns, "seq", n)?
-        } else {
-            (0..pc.len() as u64).collect()
-        };
-        let vcpu = if columns.contains("vcpu")? {
-            copy_col(columns, "vcpu", n)?
-        } else {
-            vec![0; pc.len()]
-        };
-        let time_ns = if columns.contains("time_ns")? {
-            copy_col(columns, "time_ns", n)?
-        } else {
-            vec![0; pc.len()]
-        };
+        let n = pc.len();
         let mut cols = Columns {
-            seq,
-            vcpu,
-            time_ns,
-            exception: copy_col(columns, "exception", n)?,
-            dr6: copy_col(columns, "dr6", n)?,
-            dr7: copy_col(columns, "dr7", n)?,
+            seq: copy_or(columns, "seq", n, |n| (0..n as u64).collect())?,
+            vcpu: copy_or(columns, "vcpu", n, |n| vec![0; n])?,
+            time_ns: copy_or(columns, "time_ns", n, |n| vec![0; n])?,
+            exception: copy_col(columns, "exception", Some(n))?,
+            dr6: copy_col(columns, "dr6", Some(n))?,
+            dr7: copy_col(columns, "dr7", Some(n))?,
             pc,
             ..Default::default()
         };
@@ -306,13 +380,12 @@ impl PyTrace {
                 let g = Gp::parse(&name)?;
                 let d = PyDict::new(py);
                 d.set_item(&name, v)?;
-                cols.regs.push(copy_col(&d, &name, n)?);
+                cols.regs.push(copy_col(&d, &name, Some(n))?);
                 cols.reg_names.push(g);
             }
         }
-        let len = cols.len() as u64;
         Ok(PyTrace {
-            cols,
+            cols: Arc::new(cols),
             meta: TraceMeta {
                 stop_reason,
                 stop_detail: stop_detail
@@ -322,7 +395,7 @@ impl PyTrace {
                 console,
                 start_ns,
                 end_ns,
-                event_count: event_count.unwrap_or(len),
+                event_count: event_count.unwrap_or(n as u64),
                 exits,
                 mode,
                 vcpus,

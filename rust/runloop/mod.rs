@@ -1,0 +1,269 @@
+//! The tracing `KVM_RUN` loop: orchestration. Plain Rust: Python is reached only
+//! through the [`Hooks`] trait, implemented in `py/`.
+//!
+//! Every vCPU runs its [`vcpu_loop::VcpuLoop`] on its own native thread. The calling
+//! thread coordinates: it passes finished chunks to the sink, polls for Ctrl-C
+//! through `Hooks::poll`, enforces the timeout, and kicks vCPU threads out of
+//! `KVM_RUN` when the trace must stop (see `kick.rs`).
+
+pub mod config;
+pub mod hooks;
+pub mod step_over;
+pub mod stop;
+#[cfg(test)]
+mod tests;
+pub mod vcpu_loop;
+
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::debug::GuestDebug;
+use crate::error::{Error, Result};
+use crate::kvm::vm::Vm;
+use crate::recorder::{now_ns, Columns};
+
+pub use config::{Progress, TraceConfig};
+pub use hooks::{Handled, Hooks};
+pub use stop::{Stop, StopReason};
+pub use vcpu_loop::{CONSOLE_PORT, EXIT_PORT};
+
+use step_over::Int3Patches;
+use stop::Control;
+use vcpu_loop::{Env, Outbox, VcpuLoop, VcpuResult};
+
+/// How often the coordinator polls for signals and the timeout.
+const POLL: Duration = Duration::from_millis(20);
+
+pub struct TraceResult {
+    pub cols: Columns,
+    pub console: Vec<u8>,
+    pub stop: Stop,
+    pub per_vcpu: Vec<StopReason>,
+    pub events: u64,
+    pub exits: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Trace every vCPU of `vm` under `debug` until each stops.
+pub fn trace(
+    vm: &mut Vm,
+    debug: &GuestDebug,
+    cfg: &TraceConfig,
+    hooks: &dyn Hooks,
+) -> Result<TraceResult> {
+    let patches = arm(vm, debug, cfg)?;
+    let ctl = Control::new(vm.vcpus.len());
+    let start_ns = now_ns();
+    let (results, unflushed) = {
+        let Vm { vcpus, mem, .. } = &mut *vm;
+        let env = Env {
+            mem,
+            debug,
+            cfg,
+            ctl: &ctl,
+            hooks,
+            patches: &patches,
+        };
+        run_threads(vcpus, &env)
+    };
+    let end_ns = now_ns();
+    disarm(vm, &patches);
+    let mut r = assemble(results, &ctl, cfg, unflushed);
+    (r.start_ns, r.end_ns) = (start_ns, end_ns);
+    Ok(r)
+}
+
+/// Validate, patch INT3s and program every vCPU.
+fn arm(vm: &mut Vm, debug: &GuestDebug, cfg: &TraceConfig) -> Result<Int3Patches> {
+    vm.check_debug(debug)?;
+    if !cfg.regs.is_empty() && vm.caps.sync_regs & kvm_bindings::KVM_SYNC_X86_REGS == 0 {
+        return Err(Error::Unsupported {
+            what: "KVM_CAP_SYNC_REGS (per-event registers)".into(),
+        });
+    }
+    let patches = Int3Patches::apply(&vm.mem, &debug.sw_breakpoints)?;
+    for i in 0..vm.vcpus.len() {
+        let v = &mut vm.vcpus[i];
+        if let Err(e) = v.apply_debug(Some(debug), debug.inject_flags()) {
+            disarm(vm, &patches);
+            return Err(e);
+        }
+        v.set_sync_regs(!cfg.regs.is_empty());
+    }
+    Ok(patches)
+}
+
+/// Undo `arm`: original bytes back, guest debugging and sync regs off.
+fn disarm(vm: &mut Vm, patches: &Int3Patches) {
+    patches.restore(&vm.mem);
+    for v in &mut vm.vcpus {
+        let _ = v.apply_debug(None, 0);
+        v.set_sync_regs(false);
+        v.clear_immediate_exit();
+    }
+}
+
+/// Chunks go to the coordinator through a rendezvous channel: a vCPU thread hands
+/// over a chunk only when the sink takes it, so the rows not yet on disk (lost on
+/// SIGKILL) are at most the chunk being written plus one per blocked vCPU.
+struct ChannelOutbox<'a>(&'a SyncSender<Columns>);
+
+impl Outbox for ChannelOutbox<'_> {
+    fn hand_over(&mut self, rows: Columns) -> Result<()> {
+        self.0.send(rows).map_err(|_| vcpu_loop::writer_gone())
+    }
+}
+
+type Joined = Vec<std::thread::Result<VcpuResult>>;
+
+fn run_threads(vcpus: &mut [crate::kvm::vcpu::Vcpu], env: &Env<'_>) -> (Joined, Vec<Arc<Columns>>) {
+    let (tx, rx) = sync_channel::<Columns>(0);
+    let mut coord = Coordinator::new(env);
+    let results = std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(vcpus.len());
+        for v in vcpus.iter_mut() {
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("kvmtrace-vcpu{}", v.index))
+                .spawn_scoped(s, move || VcpuLoop::new(env, v, ChannelOutbox(&tx)).run());
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The threads already started stop at once; the trace ends with the reason.
+                    env.ctl.request(
+                        None,
+                        StopReason::error(Error::Thread(format!(
+                            "cannot start a vCPU thread: {e}"
+                        ))),
+                    );
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        coord.drain(&rx);
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    (results, coord.unflushed)
+}
+
+/// The calling thread's duties while vCPUs run: the sink, signals, the timeout.
+struct Coordinator<'a> {
+    env: &'a Env<'a>,
+    deadline: Option<Instant>,
+    /// Rows the sink did not take, in order (shared with the chunk objects the sink saw).
+    unflushed: Vec<Arc<Columns>>,
+    sink_failed: bool,
+}
+
+impl<'a> Coordinator<'a> {
+    fn new(env: &'a Env<'a>) -> Self {
+        Coordinator {
+            env,
+            deadline: env.cfg.timeout.map(|t| Instant::now() + t),
+            unflushed: Vec::new(),
+            sink_failed: false,
+        }
+    }
+
+    fn drain(&mut self, rx: &Receiver<Columns>) {
+        loop {
+            match rx.recv_timeout(POLL) {
+                Ok(chunk) => self.deliver(chunk),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.tick();
+        }
+    }
+
+    /// Hand one chunk to the sink; after a failure every later chunk is kept.
+    fn deliver(&mut self, chunk: Columns) {
+        let chunk = Arc::new(chunk);
+        if !self.sink_failed {
+            match self.env.hooks.chunk(&chunk) {
+                Ok(()) => return,
+                Err(e) => {
+                    self.sink_failed = true;
+                    self.env.ctl.request(None, StopReason::error(e));
+                }
+            }
+        }
+        self.unflushed.push(chunk);
+    }
+
+    fn tick(&mut self) {
+        let ctl = self.env.ctl;
+        if ctl.stopping() {
+            // Keep kicking: a thread may have been between its check and KVM_RUN.
+            ctl.kicker.kick_all();
+        } else if let Err(e) = self.env.hooks.poll() {
+            ctl.request(None, StopReason::error(e));
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            ctl.request(None, StopReason::Timeout);
+        }
+    }
+}
+
+/// One result from the per-vCPU parts: rows merged by host time, stops, counts.
+fn assemble(
+    results: Joined,
+    ctl: &Control,
+    cfg: &TraceConfig,
+    unflushed: Vec<Arc<Columns>>,
+) -> TraceResult {
+    let n = results.len();
+    let mut parts = Vec::with_capacity(n);
+    let mut per_vcpu = Vec::with_capacity(n);
+    let (mut console, mut events, mut exits) = (Vec::new(), 0, 0);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(r) => {
+                parts.push(r.cols);
+                per_vcpu.push(r.stop);
+                console.extend(r.console);
+                events += r.events;
+                exits += r.exits;
+            }
+            Err(_) => {
+                let r = StopReason::error(Error::Thread(
+                    "a vCPU thread panicked (a kvmtrace bug: please report it)".into(),
+                ));
+                ctl.request(Some(i), r.clone());
+                per_vcpu.push(r);
+            }
+        }
+    }
+    let mut cols = if parts.len() == 1 {
+        parts.pop().unwrap_or_default()
+    } else {
+        // In memory, seq is the global order; streamed rows keep per-vCPU seq (the
+        // parts already on disk were numbered that way).
+        Columns::merge(parts, cfg.sink_rows.is_none())
+    };
+    if !unflushed.is_empty() {
+        let mut all: Vec<&Columns> = unflushed.iter().map(|c| &**c).collect();
+        all.push(&cols);
+        cols = Columns::concat(&all, cfg.regs.clone());
+    }
+    cols.shrink_to_fit();
+    let stop = ctl.stop().unwrap_or_else(|| Stop {
+        vcpu: Some(0),
+        reason: per_vcpu
+            .first()
+            .cloned()
+            .unwrap_or(StopReason::Other("no vCPU".into())),
+    });
+    TraceResult {
+        cols,
+        console,
+        stop,
+        per_vcpu,
+        events,
+        exits,
+        start_ns: 0,
+        end_ns: 0,
+    }
+}

@@ -1,0 +1,132 @@
+use super::step_over::*;
+use super::vcpu_loop::le_value;
+use crate::arch::dr7::BpKind;
+use crate::debug::{GuestDebug, HwBreakpoint};
+use crate::exits::DebugEvent;
+use crate::kvm::vcpu::Parked;
+
+fn dbg() -> GuestDebug {
+    GuestDebug {
+        hw_breakpoints: vec![
+            HwBreakpoint::new(0x8000, BpKind::Exec, 1).unwrap(),
+            HwBreakpoint::new(0x1000, BpKind::Write, 4).unwrap(),
+        ],
+        sw_breakpoints: vec![0x9000],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn faults_are_classified() {
+    let d = dbg();
+    let ev = |exception, pc, dr6| DebugEvent {
+        exception,
+        pc,
+        dr6,
+        dr7: d.dr7(),
+    };
+    assert_eq!(
+        fault_of(&d, &ev(1, 0x8000, 0xffff0ff1)),
+        Some(Parked::HwExec {
+            slot: 0,
+            pc: 0x8000
+        })
+    );
+    assert_eq!(
+        fault_of(&d, &ev(1, 0x8000, 0xffff4ff0)),
+        None,
+        "a step trap at the bp address is not the fault"
+    );
+    assert_eq!(
+        fault_of(&d, &ev(3, 0x9000, 0)),
+        Some(Parked::SwBreakpoint { addr: 0x9000 })
+    );
+    assert_eq!(
+        fault_of(&d, &ev(3, 0x9001, 0)),
+        None,
+        "the guest's own int3"
+    );
+    assert_eq!(
+        fault_of(&d, &ev(1, 0x8004, 0xffff0ff2)),
+        None,
+        "a data breakpoint is a trap"
+    );
+    let gd = GuestDebug {
+        general_detect: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        fault_of(&gd, &ev(1, 0x8010, 0xffff2ff0)),
+        Some(Parked::GeneralDetect { pc: 0x8010 })
+    );
+}
+
+#[test]
+fn step_configs_disarm_only_the_trigger() {
+    let d = dbg();
+    let s = step_config(
+        &d,
+        Parked::HwExec {
+            slot: 0,
+            pc: 0x8000,
+        },
+    );
+    assert!(s.single_step);
+    assert_eq!(s.exec_slot_at(0x8000), None);
+    assert!(s.data_cause(0xffff0ff2), "the data breakpoint stays armed");
+    let gd = GuestDebug {
+        general_detect: true,
+        ..Default::default()
+    };
+    let s = step_config(&gd, Parked::GeneralDetect { pc: 0 });
+    assert_eq!(s.dr7() & crate::arch::dr7::GD, 0);
+    for p in [
+        Parked::HwExec {
+            slot: 0,
+            pc: 0x8000,
+        },
+        Parked::SwBreakpoint { addr: 0x9000 },
+    ] {
+        assert!(fault_of(&d, &synthetic_hit(&d, p)).is_some());
+    }
+}
+
+#[test]
+fn refire_is_the_same_fault_without_progress() {
+    let d = dbg();
+    let p = Parked::HwExec {
+        slot: 0,
+        pc: 0x8000,
+    };
+    let ev = |pc, dr6| DebugEvent {
+        exception: 1,
+        pc,
+        dr6,
+        dr7: d.dr7(),
+    };
+    assert!(
+        refired(&d, p, &ev(0x8000, 0xffff0ff1)),
+        "B0 again at the same pc, no BS"
+    );
+    assert!(
+        !refired(&d, p, &ev(0x8000, 0xffff4ff0)),
+        "a step trap back at the same pc is progress (a loop)"
+    );
+    assert!(
+        !refired(&d, p, &ev(0x8002, 0xffff4ff0)),
+        "the step completed"
+    );
+    let s = Parked::SwBreakpoint { addr: 0x9000 };
+    let int3 = DebugEvent {
+        exception: 3,
+        pc: 0x9000,
+        ..Default::default()
+    };
+    assert!(refired(&d, s, &int3));
+}
+
+#[test]
+fn exit_port_value() {
+    assert_eq!(le_value(&[0x2a]), 0x2a);
+    assert_eq!(le_value(&[0x01, 0x02]), 0x0201);
+}

@@ -1,0 +1,379 @@
+//! One vCPU's `KVM_RUN` loop: a context struct with one handler per exit kind.
+//! Plain Rust; Python is reached only through [`Hooks`].
+
+use crate::arch::VECTOR_BP;
+use crate::debug::flags::KVM_GUESTDBG_INJECT_BP;
+use crate::debug::GuestDebug;
+use crate::error::{Callback, Error};
+use crate::exits::{DebugEvent, Exit};
+use crate::kvm::memory::GuestMemory;
+use crate::kvm::vcpu::{Parked, Vcpu};
+use crate::recorder::{now_ns, Columns};
+
+use super::config::TraceConfig;
+use super::hooks::{Handled, Hooks};
+use super::step_over::{self, Int3Patches, MAX_REFIRES};
+use super::stop::{Control, StopReason};
+
+/// Port whose writes are the guest's console (QEMU's debugcon convention).
+pub const CONSOLE_PORT: u16 = 0xe9;
+/// Port whose write ends the run with the written value (QEMU's isa-debug-exit).
+pub const EXIT_PORT: u16 = 0xf4;
+/// Events between two updates of the live progress counters.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// What every vCPU loop of one trace shares.
+pub struct Env<'a> {
+    pub mem: &'a GuestMemory,
+    pub debug: &'a GuestDebug,
+    pub cfg: &'a TraceConfig,
+    pub ctl: &'a Control,
+    pub hooks: &'a dyn Hooks,
+    pub patches: &'a Int3Patches,
+}
+
+/// Where a full chunk of rows goes.
+pub trait Outbox {
+    fn hand_over(&mut self, rows: Columns) -> Result<(), Error>;
+}
+
+/// What one vCPU recorded and why it stopped.
+pub struct VcpuResult {
+    pub cols: Columns,
+    pub console: Vec<u8>,
+    pub stop: StopReason,
+    pub events: u64,
+    pub exits: u64,
+}
+
+enum Flow {
+    Go,
+    Stop(StopReason),
+}
+
+pub struct VcpuLoop<'a, O: Outbox> {
+    env: &'a Env<'a>,
+    vcpu: &'a mut Vcpu,
+    out: O,
+    cols: Columns,
+    seq: u64,
+    exits: u64,
+    console: Vec<u8>,
+    /// The fault being stepped over (its trigger disarmed), if any.
+    stepping: Option<Parked>,
+    refires: u32,
+    published: (u64, u64),
+}
+
+impl<'a, O: Outbox> VcpuLoop<'a, O> {
+    pub fn new(env: &'a Env<'a>, vcpu: &'a mut Vcpu, out: O) -> Self {
+        let cols = Columns::with_capacity(env.cfg.regs.clone(), env.cfg.initial_capacity());
+        VcpuLoop {
+            env,
+            vcpu,
+            out,
+            cols,
+            seq: 0,
+            exits: 0,
+            console: Vec::new(),
+            stepping: None,
+            refires: 0,
+            published: (0, 0),
+        }
+    }
+
+    /// Run until this vCPU stops.
+    pub fn run(mut self) -> VcpuResult {
+        let _kick = self
+            .env
+            .ctl
+            .kicker
+            .register(self.vcpu.index, self.vcpu.immediate_exit_ptr());
+        let stop = match self.resume_parked() {
+            Flow::Stop(r) => r,
+            Flow::Go => self.run_exits(),
+        };
+        self.finish_step_over();
+        self.vcpu.clear_immediate_exit();
+        self.publish();
+        VcpuResult {
+            cols: self.cols,
+            console: self.console,
+            stop,
+            events: self.seq,
+            exits: self.exits,
+        }
+    }
+
+    fn run_exits(&mut self) -> StopReason {
+        loop {
+            if self.env.ctl.stopping() {
+                return self.env.ctl.reason_or_interrupted();
+            }
+            let exit = match self.vcpu.run() {
+                Ok(e) => e,
+                Err(e) => return self.fail(e),
+            };
+            self.exits += 1;
+            let flow = match exit {
+                Exit::Debug(ev) => self.on_debug(&ev),
+                Exit::IoOut { port, data, size } => self.on_io_out(port, data, size),
+                Exit::IoIn { port, size, .. } => self.on_io_in(port, size),
+                Exit::MmioWrite { addr, data } => self.on_mmio_write(addr, data),
+                Exit::MmioRead { addr, len } => self.on_mmio_read(addr, len),
+                Exit::Hlt => Flow::Stop(StopReason::Hlt),
+                Exit::Interrupted => {
+                    self.vcpu.clear_immediate_exit();
+                    Flow::Go
+                }
+                other => self.on_terminal(other),
+            };
+            if let Flow::Stop(r) = flow {
+                return r;
+            }
+        }
+    }
+
+    /// The whole trace stops with `e` (this vCPU caused it).
+    fn fail(&self, e: Error) -> StopReason {
+        let r = StopReason::error(e);
+        self.env.ctl.request(Some(self.vcpu.index), r.clone());
+        r
+    }
+
+    fn stop_all(&self, r: StopReason) -> Flow {
+        self.env.ctl.request(Some(self.vcpu.index), r.clone());
+        Flow::Stop(r)
+    }
+
+    fn publish(&mut self) {
+        if let Some(p) = &self.env.cfg.progress {
+            p.add(self.seq - self.published.0, self.exits - self.published.1);
+            self.published = (self.seq, self.exits);
+        }
+    }
+
+    /// The linear address the vCPU will execute next.
+    fn linear_pc(&self) -> Option<u64> {
+        let rip = self.vcpu.get("rip").ok()?;
+        Some(rip + self.vcpu.get("cs_base").ok()?)
+    }
+
+    /// Resume past an instruction fault the previous run stopped on.
+    fn resume_parked(&mut self) -> Flow {
+        let Some(p) = self.vcpu.parked.take() else {
+            return Flow::Go;
+        };
+        let env = self.env;
+        let still_armed = step_over::fault_of(env.debug, &step_over::synthetic_hit(env.debug, p));
+        if self.linear_pc() == Some(p.pc()) && still_armed.is_some() {
+            if let Err(e) = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p) {
+                return Flow::Stop(self.fail(e));
+            }
+            self.stepping = Some(p);
+        }
+        Flow::Go
+    }
+
+    /// Stopped in the middle of a step-over: re-arm, and stay parked if the
+    /// instruction has not run yet.
+    fn finish_step_over(&mut self) {
+        if let Some(p) = self.stepping.take() {
+            let env = self.env;
+            let _ = step_over::end(self.vcpu, env.mem, env.debug, p);
+            if self.linear_pc() == Some(p.pc()) {
+                self.vcpu.parked = Some(p);
+            }
+        }
+    }
+
+    fn on_debug(&mut self, ev: &DebugEvent) -> Flow {
+        let t = now_ns();
+        let env = self.env;
+        let mut record = true;
+        if let Some(p) = self.stepping.take() {
+            if let Err(e) = step_over::end(self.vcpu, env.mem, env.debug, p) {
+                return Flow::Stop(self.fail(e));
+            }
+            self.refires = if step_over::refired(env.debug, p, ev) {
+                self.refires + 1
+            } else {
+                0
+            };
+            if self.refires >= MAX_REFIRES {
+                return Flow::Stop(StopReason::NoProgress(ev.pc));
+            }
+            record = step_over::records_after_step(env.debug, ev);
+        }
+        if record {
+            let tag = self.vcpu.index as u16;
+            let regs = if env.cfg.regs.is_empty() {
+                None
+            } else {
+                Some(self.vcpu.synced_regs())
+            };
+            self.cols.push(self.seq, tag, t, ev, regs);
+            self.seq += 1;
+            if self.seq % PROGRESS_EVERY == 0 {
+                self.publish();
+            }
+        }
+        let parked = step_over::fault_of(env.debug, ev);
+        if ev.exception == u32::from(VECTOR_BP) && parked.is_none() {
+            // The guest's own INT3: deliver it to the guest as the hardware would.
+            if let Err(e) = self
+                .vcpu
+                .apply_debug(Some(env.debug), KVM_GUESTDBG_INJECT_BP)
+            {
+                return Flow::Stop(self.fail(e));
+            }
+        }
+        if record && env.cfg.stop_at == Some(ev.pc) {
+            self.vcpu.parked = parked;
+            return Flow::Stop(StopReason::StopAt);
+        }
+        if record && env.cfg.max_events.is_some_and(|m| self.seq >= m) {
+            self.vcpu.parked = parked;
+            return Flow::Stop(StopReason::MaxEvents);
+        }
+        if let Some(p) = parked {
+            if let Err(e) = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p) {
+                return Flow::Stop(self.fail(e));
+            }
+            self.stepping = Some(p);
+        }
+        self.hand_over_full_chunk()
+    }
+
+    fn hand_over_full_chunk(&mut self) -> Flow {
+        let Some(rows) = self.env.cfg.sink_rows else {
+            return Flow::Go;
+        };
+        if self.cols.len() < rows {
+            return Flow::Go;
+        }
+        let chunk = self.cols.take(rows);
+        match self.out.hand_over(chunk) {
+            Ok(()) => Flow::Go,
+            Err(e) => Flow::Stop(StopReason::error(e)),
+        }
+    }
+
+    /// A handler's answer: the data to return, or why the vCPU stops (unhandled:
+    /// this vCPU only; the handler failed: the whole trace).
+    fn answer(&self, h: Handled, unhandled: impl FnOnce() -> StopReason) -> Result<Vec<u8>, Flow> {
+        match h {
+            Handled::Yes(d) => Ok(d),
+            Handled::No => Err(Flow::Stop(unhandled())),
+            Handled::Failed(e) => Err(Flow::Stop(self.fail(e))),
+        }
+    }
+
+    fn on_io_out(&mut self, port: u16, data: Vec<u8>, size: u8) -> Flow {
+        match port {
+            CONSOLE_PORT => {
+                self.console.extend_from_slice(&data);
+                Flow::Go
+            }
+            EXIT_PORT => self.stop_all(StopReason::ExitPort(le_value(&data))),
+            _ => {
+                let h = self
+                    .env
+                    .hooks
+                    .io(self.vcpu.index, port, Some(&data), size as usize);
+                match self.answer(h, || StopReason::Io {
+                    port,
+                    write: true,
+                    data: data.clone(),
+                }) {
+                    Ok(_) => Flow::Go,
+                    Err(f) => f,
+                }
+            }
+        }
+    }
+
+    fn on_io_in(&mut self, port: u16, size: u8) -> Flow {
+        if port == CONSOLE_PORT {
+            self.vcpu
+                .complete_io_in(&vec![CONSOLE_PORT as u8; size as usize]);
+            return Flow::Go;
+        }
+        let h = self
+            .env
+            .hooks
+            .io(self.vcpu.index, port, None, size as usize);
+        match self.answer(h, || StopReason::Io {
+            port,
+            write: false,
+            data: Vec::new(),
+        }) {
+            Ok(d) => {
+                self.vcpu.complete_io_in(&d);
+                Flow::Go
+            }
+            Err(f) => f,
+        }
+    }
+
+    fn on_mmio_write(&mut self, addr: u64, data: Vec<u8>) -> Flow {
+        let h = self
+            .env
+            .hooks
+            .mmio(self.vcpu.index, addr, Some(&data), data.len());
+        match self.answer(h, || StopReason::Mmio {
+            addr,
+            write: true,
+            data: data.clone(),
+        }) {
+            Ok(_) => Flow::Go,
+            Err(f) => f,
+        }
+    }
+
+    fn on_mmio_read(&mut self, addr: u64, len: u8) -> Flow {
+        let h = self
+            .env
+            .hooks
+            .mmio(self.vcpu.index, addr, None, len as usize);
+        match self.answer(h, || StopReason::Mmio {
+            addr,
+            write: false,
+            data: Vec::new(),
+        }) {
+            Ok(d) => {
+                self.vcpu.complete_mmio_read(&d);
+                Flow::Go
+            }
+            Err(f) => f,
+        }
+    }
+
+    /// Shutdown, internal error, failed entry and anything unexpected.
+    fn on_terminal(&mut self, exit: Exit) -> Flow {
+        let r = match exit {
+            Exit::Shutdown => StopReason::Shutdown,
+            Exit::InternalError { suberror, data } => StopReason::InternalError { suberror, data },
+            Exit::FailEntry { reason, .. } => StopReason::FailEntry { reason },
+            o => StopReason::Other(format!("{o:?}")),
+        };
+        if r.is_global() {
+            self.stop_all(r)
+        } else {
+            Flow::Stop(r)
+        }
+    }
+}
+
+/// A little-endian value of up to 8 bytes.
+pub fn le_value(data: &[u8]) -> u64 {
+    data.iter()
+        .take(8)
+        .enumerate()
+        .fold(0u64, |v, (i, b)| v | (u64::from(*b) << (8 * i)))
+}
+
+/// The sink is unreachable (the coordinator is gone): a sink failure.
+pub fn writer_gone() -> Error {
+    Error::callback(Callback::Sink, "the sink writer is gone")
+}
