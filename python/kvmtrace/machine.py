@@ -213,6 +213,7 @@ class Machine:
         sink: str | os.PathLike[str] | Any | None = None,
         sink_rows: int | None = None,
         raise_on_fault: bool = True,
+        progress: _core.Progress | None = None,
     ) -> Trace:
         """Run the KVM_RUN loop natively (GIL released) and record every debug exit.
 
@@ -225,6 +226,8 @@ class Machine:
         Handlers are called as ``handler(port_or_addr, data_or_None, size, vcpu)``; for
         reads return an int or bytes. ``sink`` streams rows to a Parquet dataset
         directory (or any object with ``write(chunk)`` and ``close(trace)``).
+        ``progress`` (a ``kvmtrace._core.Progress``) counts events and exits live, for
+        a display refreshed from another thread.
         """
         if debug is None:
             debug = _core.GuestDebug(single_step=True)
@@ -252,7 +255,7 @@ class Machine:
                 )
         try:
             core = self._m.trace(debug, max_events, stop, timeout, list(registers), io_handler, mmio_handler, writer,
-                                 sink_rows, raise_on_fault)
+                                 sink_rows, raise_on_fault, progress)
         except BaseException as e:
             partial = getattr(e, "trace", None)
             if isinstance(partial, _core.Trace):
