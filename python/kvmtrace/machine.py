@@ -65,14 +65,19 @@ class Vcpu:
 
 
 class Machine:
-    """A VM: ``Machine(memory_size=16 MiB, mode="real" | "protected" | "long", vcpus=1)``.
+    """A VM: ``Machine(memory_size=16 MiB, mode="real" | "protected" | "long", vcpus=1, irqchip=False)``.
+
+    With ``irqchip=True`` KVM emulates the LAPIC, IOAPIC, PIC and PIT in the kernel:
+    the guest can program the LAPIC timer and send IPIs, and HLT waits in the kernel
+    for an interrupt (it no longer ends a trace; use ``timeout`` or the exit port).
 
     A context manager; closing frees the VM and vCPU fds and the guest memory (so
     does garbage collection). ``layout`` gives the guest-physical regions it reserves.
     """
 
-    def __init__(self, memory_size: int = 16 << 20, mode: str = "long", vcpus: int = 1) -> None:
-        self._m = _core.Machine(memory_size, mode, vcpus)
+    def __init__(self, memory_size: int = 16 << 20, mode: str = "long", vcpus: int = 1, *,
+                 irqchip: bool = False) -> None:
+        self._m = _core.Machine(memory_size, mode, vcpus, irqchip)
         self.program: Program | None = None
         self.last_trace: Trace | None = None
 
@@ -106,6 +111,11 @@ class Machine:
     @property
     def vcpu_count(self) -> int:
         return self._m.vcpu_count
+
+    @property
+    def irqchip(self) -> bool:
+        """In-kernel LAPIC (at 0xfee00000), IOAPIC, PIC and PIT: ``Machine(irqchip=True)``."""
+        return self._m.irqchip
 
     @property
     def layout(self) -> dict[str, tuple[int, int]]:

@@ -76,6 +76,11 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Wire this vCPU's in-kernel LAPIC (see `irqchip::setup_vcpu`).
+    pub fn setup_irqchip(&self) -> Result<()> {
+        crate::kvm::irqchip::setup_vcpu(&self.fd)
+    }
+
     pub fn regs(&self) -> Result<kvm_regs> {
         self.fd.get_regs().map_err(Error::kvm("KVM_GET_REGS"))
     }

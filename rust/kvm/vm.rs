@@ -6,6 +6,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use crate::arch::dr7::BpKind;
 use crate::debug::{flags, GuestDebug};
 use crate::error::{Error, Result};
+use crate::kvm::irqchip;
 use crate::kvm::layout::{self, Mode};
 use crate::kvm::memory::GuestMemory;
 use crate::kvm::vcpu::Vcpu;
@@ -22,6 +23,8 @@ pub struct HostCaps {
     pub sync_regs: u32,
     pub debugregs: bool,
     pub max_vcpus: usize,
+    /// KVM_CAP_IRQCHIP: in-kernel LAPIC/IOAPIC/PIC available.
+    pub irqchip: bool,
 }
 
 pub fn open_kvm() -> Result<Kvm> {
@@ -61,6 +64,7 @@ pub fn host_caps(kvm: &Kvm) -> HostCaps {
         sync_regs: kvm.check_extension_int(Cap::SyncRegs).max(0) as u32,
         debugregs: kvm.check_extension(Cap::Debugregs),
         max_vcpus: kvm.get_max_vcpus(),
+        irqchip: kvm.check_extension(Cap::Irqchip),
     }
 }
 
@@ -72,6 +76,56 @@ fn parse_int(s: &str) -> Option<u64> {
     }
 }
 
+/// What a VM is made of.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub memory_size: u64,
+    pub mode: Mode,
+    pub vcpus: usize,
+    /// In-kernel LAPIC/IOAPIC/PIC and PIT.
+    pub irqchip: bool,
+}
+
+impl VmConfig {
+    fn validate(&self, caps: &HostCaps) -> Result<()> {
+        let size = self.memory_size;
+        if !(layout::MIN_MEMORY..=layout::MAX_MEMORY).contains(&size) {
+            return Err(Error::invalid(
+                "memory_size",
+                format!(
+                    "{size:#x} is out of range ({:#x}..={:#x})",
+                    layout::MIN_MEMORY,
+                    layout::MAX_MEMORY
+                ),
+            ));
+        }
+        if size % 0x1000 != 0 {
+            return Err(Error::invalid(
+                "memory_size",
+                format!("{size:#x} is not a multiple of the 4 KiB page size"),
+            ));
+        }
+        let max = caps.max_vcpus.min(MAX_VCPUS);
+        if self.vcpus == 0 || self.vcpus > max {
+            return Err(Error::invalid(
+                "vcpus",
+                format!("{} is out of range (1..={max})", self.vcpus),
+            ));
+        }
+        if caps.guest_debug_flags == 0 {
+            return Err(Error::Unsupported {
+                what: "KVM_CAP_SET_GUEST_DEBUG (guest debugging)".into(),
+            });
+        }
+        if self.irqchip && !caps.irqchip {
+            return Err(Error::Unsupported {
+                what: "KVM_CAP_IRQCHIP (in-kernel LAPIC, IOAPIC and PIC)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 pub struct Vm {
     // Field order matters: vCPUs and the VM fd close before the memory is unmapped.
     pub vcpus: Vec<Vcpu>,
@@ -80,40 +134,15 @@ pub struct Vm {
     pub caps: HostCaps,
     pub mode: Mode,
     pub entry: u64,
+    pub irqchip: bool,
 }
 
 impl Vm {
-    pub fn new(memory_size: u64, mode: Mode, nvcpus: usize) -> Result<Vm> {
-        if !(layout::MIN_MEMORY..=layout::MAX_MEMORY).contains(&memory_size) {
-            return Err(Error::invalid(
-                "memory_size",
-                format!(
-                    "{memory_size:#x} is out of range ({:#x}..={:#x})",
-                    layout::MIN_MEMORY,
-                    layout::MAX_MEMORY
-                ),
-            ));
-        }
-        if memory_size % 0x1000 != 0 {
-            return Err(Error::invalid(
-                "memory_size",
-                format!("{memory_size:#x} is not a multiple of the 4 KiB page size"),
-            ));
-        }
+    pub fn new(cfg: &VmConfig) -> Result<Vm> {
         let kvm = open_kvm()?;
         let caps = host_caps(&kvm);
-        let max = caps.max_vcpus.min(MAX_VCPUS);
-        if nvcpus == 0 || nvcpus > max {
-            return Err(Error::invalid(
-                "vcpus",
-                format!("{nvcpus} is out of range (1..={max})"),
-            ));
-        }
-        if caps.guest_debug_flags == 0 {
-            return Err(Error::Unsupported {
-                what: "KVM_CAP_SET_GUEST_DEBUG (guest debugging)".into(),
-            });
-        }
+        cfg.validate(&caps)?;
+        let (memory_size, mode, nvcpus) = (cfg.memory_size, cfg.mode, cfg.vcpus);
         let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
         // Intel without unrestricted guest needs a TSS area for real mode; harmless elsewhere.
         let _ = vm.set_tss_address(0xfffb_d000);
@@ -130,6 +159,9 @@ impl Vm {
         unsafe { vm.set_user_memory_region(region) }
             .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         layout::build(&mem, mode)?;
+        if cfg.irqchip {
+            irqchip::create(&vm)?;
+        }
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
@@ -138,7 +170,11 @@ impl Vm {
             let fd = vm
                 .create_vcpu(i as u64)
                 .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
-            vcpus.push(Vcpu::new(fd, i, mode, &cpuid, layout::CODE)?);
+            let v = Vcpu::new(fd, i, mode, &cpuid, layout::CODE)?;
+            if cfg.irqchip {
+                v.setup_irqchip()?;
+            }
+            vcpus.push(v);
         }
         Ok(Vm {
             vcpus,
@@ -147,6 +183,7 @@ impl Vm {
             caps,
             mode,
             entry: layout::CODE,
+            irqchip: cfg.irqchip,
         })
     }
 

@@ -12,8 +12,8 @@ use crate::exits::Exit;
 use crate::kvm::layout::{self, Mode};
 use crate::kvm::regs;
 use crate::kvm::vcpu::Vcpu;
-use crate::kvm::vm::Vm;
-use crate::py::args::{bytes_arg, opt_u64_arg, small_arg, str_arg, u64_arg};
+use crate::kvm::vm::{Vm, VmConfig};
+use crate::py::args::{bool_arg, bytes_arg, opt_u64_arg, small_arg, str_arg, u64_arg};
 use crate::py::debug::PyGuestDebug;
 use crate::py::detach::{detached, Signals};
 use crate::py::error::{attach_run, stop_error};
@@ -93,6 +93,7 @@ pub struct PyMachine {
     mode: Mode,
     memory_size: u64,
     vcpus: usize,
+    irqchip: bool,
 }
 
 impl PyMachine {
@@ -144,12 +145,13 @@ impl PyMachine {
 #[pymethods]
 impl PyMachine {
     #[new]
-    #[pyo3(signature = (memory_size = None, mode = None, vcpus = None))]
+    #[pyo3(signature = (memory_size = None, mode = None, vcpus = None, irqchip = None))]
     fn new(
         py: Python<'_>,
         memory_size: Option<&Bound<'_, PyAny>>,
         mode: Option<&Bound<'_, PyAny>>,
         vcpus: Option<&Bound<'_, PyAny>>,
+        irqchip: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let memory_size = opt_u64_arg(memory_size, "memory_size")?.unwrap_or(16 << 20);
         let mode = match mode {
@@ -160,7 +162,17 @@ impl PyMachine {
             Some(v) if !v.is_none() => small_arg(v, "vcpus")?,
             _ => 1,
         };
-        let vm = detached(py, |_| Vm::new(memory_size, mode, vcpus))?;
+        let irqchip = match irqchip {
+            Some(b) if !b.is_none() => bool_arg(b, "irqchip")?,
+            _ => false,
+        };
+        let cfg = VmConfig {
+            memory_size,
+            mode,
+            vcpus,
+            irqchip,
+        };
+        let vm = detached(py, |_| Vm::new(&cfg))?;
         Ok(PyMachine {
             inner: Mutex::new(Some(Inner {
                 vm,
@@ -169,6 +181,7 @@ impl PyMachine {
             mode,
             memory_size,
             vcpus,
+            irqchip,
         })
     }
 
@@ -199,6 +212,11 @@ impl PyMachine {
     fn vcpu_count(&self) -> usize {
         self.vcpus
     }
+    /// In-kernel LAPIC/IOAPIC/PIC and PIT (`Machine(irqchip=True)`).
+    #[getter]
+    fn irqchip(&self) -> bool {
+        self.irqchip
+    }
 
     /// Reserved guest-physical regions: name -> (start, size).
     #[getter]
@@ -226,6 +244,7 @@ impl PyMachine {
         d.set_item("sync_regs", caps.sync_regs)?;
         d.set_item("debugregs", caps.debugregs)?;
         d.set_item("max_vcpus", caps.max_vcpus)?;
+        d.set_item("irqchip", caps.irqchip)?;
         Ok(d)
     }
 
@@ -464,10 +483,11 @@ impl PyMachine {
 
     fn __repr__(&self) -> String {
         format!(
-            "<kvmtrace Machine mode={} memory_size={:#x} vcpus={}{}>",
+            "<kvmtrace Machine mode={} memory_size={:#x} vcpus={}{}{}>",
             self.mode.name(),
             self.memory_size,
             self.vcpus,
+            if self.irqchip { " irqchip" } else { "" },
             if self.closed() { " closed" } else { "" }
         )
     }
