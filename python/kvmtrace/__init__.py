@@ -26,6 +26,7 @@ from kvmtrace.exceptions import (
     TraceFileError,
     UnsupportedError,
 )
+from kvmtrace.export import read_runs, read_trace
 from kvmtrace.machine import Machine, Registers, Vcpu
 from kvmtrace.program import Program, Segment, Symbol, assemble, load_elf, parse_elf
 from kvmtrace.trace import Event, StopReason, Trace
@@ -38,11 +39,6 @@ def analyze(trace: Trace, debug: GuestDebug | None = None, **kw):  # type: ignor
     return _analyze(trace, debug, **kw)
 
 
-def read_trace(path):  # type: ignore[no-untyped-def]
-    """Read a trace stored by a Parquet sink or Trace.to_parquet (see kvmtrace.export)."""
-    from kvmtrace.export import read_trace as _read
-
-    return _read(path)
 
 
 __all__ = [
@@ -82,5 +78,6 @@ __all__ = [
     "build_profile",
     "load_elf",
     "parse_elf",
+    "read_runs",
     "read_trace",
 ]

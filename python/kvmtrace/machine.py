@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from kvmtrace import _core
+from kvmtrace.columnar.sink import ParquetSink
+from kvmtrace.engine import IoHandler, Sink, run_trace
 from kvmtrace.exceptions import GuestMemoryError, InvalidConfigError, ProgramError
 from kvmtrace.program import DEFAULT_LOAD_ADDR, Program, assemble, load_elf
 from kvmtrace.trace import Trace
-
-IoHandler = Callable[[int, "bytes | None", int, int], "bytes | int | None"]
 
 
 class Registers(MutableMapping[str, int]):
@@ -242,52 +242,28 @@ class Machine:
         if debug is None:
             debug = _core.GuestDebug(single_step=True)
         stop = None if stop_at is None else self._addr(stop_at, "stop_at")
-        for name, handler in (("io_handler", io_handler), ("mmio_handler", mmio_handler)):
-            if handler is not None and not callable(handler):
-                raise InvalidConfigError(f"invalid {name}: expected a callable(port_or_addr, data, size, vcpu), got {type(handler).__name__}")
-        if registers is None:
-            registers = ()
-        if isinstance(registers, (str, bytes)) or not isinstance(registers, Iterable):
-            raise InvalidConfigError(f'invalid registers: expected a list of names such as ("rip", "rsp"), got {registers!r}')
-        writer = None
-        if sink is not None:
-            if isinstance(sink, (str, os.PathLike)) and not isinstance(sink, bytes):
-                if not os.fspath(sink):
-                    raise InvalidConfigError("invalid sink: the path is empty")
-                from kvmtrace.export import ParquetSink
-
-                writer = ParquetSink(sink, machine=self, debug=debug)
-            elif callable(getattr(sink, "write", None)):
-                writer = sink
-            else:
-                raise InvalidConfigError(
-                    f"invalid sink: expected a dataset path or an object with write(chunk) and close(trace), got {type(sink).__name__}"
-                )
+        writer, path = self._sink(sink, debug)
         try:
-            core = self._m.trace(debug, max_events, stop, timeout, list(registers), io_handler, mmio_handler, writer,
-                                 sink_rows, raise_on_fault, progress)
+            t = run_trace(self._m, debug, max_events=max_events, stop_at=stop, timeout=timeout, registers=registers,
+                          io_handler=io_handler, mmio_handler=mmio_handler, sink=writer, sink_rows=sink_rows,
+                          raise_on_fault=raise_on_fault, progress=progress)
         except BaseException as e:
             partial = getattr(e, "trace", None)
-            if isinstance(partial, _core.Trace):
-                t = Trace(partial)
-                e.trace = t  # type: ignore[attr-defined]
-                self.last_trace = t
-                try:
-                    self._finish_sink(writer, t, sink)
-                except Exception as close_error:  # keep the original error; note the sink's
-                    e.add_note(f"closing the sink also failed: {close_error}")
+            if isinstance(partial, Trace):
+                partial.sink_path = path
+                self.last_trace = partial
             raise
-        t = Trace(core)
-        self._finish_sink(writer, t, sink)
+        t.sink_path = path
         self.last_trace = t
         return t
 
-    @staticmethod
-    def _finish_sink(writer: Any, trace: Trace, sink: Any) -> None:
-        if writer is not None and hasattr(writer, "close"):
-            writer.close(trace)
-            if isinstance(sink, (str, os.PathLike)):
-                trace.sink_path = os.fspath(sink)
+    def _sink(self, sink: Any, debug: _core.GuestDebug) -> tuple[Sink | None, str | None]:
+        """The sink object for ``sink``: a path becomes a ParquetSink dataset (the path shortcut)."""
+        if not isinstance(sink, (str, os.PathLike)) or isinstance(sink, bytes):
+            return sink, None
+        if not os.fspath(sink):
+            raise InvalidConfigError("invalid sink: the path is empty")
+        return ParquetSink(sink, machine=self, debug=debug), os.fspath(sink)
 
     def _addr(self, where: int | str, field: str) -> int:
         if isinstance(where, str):

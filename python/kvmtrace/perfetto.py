@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from kvmtrace import _core
 from kvmtrace.program import Program
 from kvmtrace.symbols import FLOW_CALL, FLOW_INT, FLOW_RET, Disassembler, dr6_causes, resolve_program
 
@@ -198,6 +199,4 @@ def to_perfetto(trace: Any, path: str | os.PathLike[str], program: Program | Non
 
 
 def _version() -> str:
-    from kvmtrace import __version__
-
-    return __version__
+    return _core.__version__

@@ -8,11 +8,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from kvmtrace import _core
+from kvmtrace.columnar.arrow import arrow_c_schema, arrow_c_stream, to_arrow
+from kvmtrace.columnar.parquet import write_parquet
+from kvmtrace.columnar.schema import COLUMNS, DTYPES
+from kvmtrace.perfetto import to_perfetto
 
-#: The fixed columns of every trace and their dtypes (the schema is defined once, in
-#: the Rust core); register columns (uint64, named by register) follow them.
-COLUMNS: tuple[str, ...] = tuple(name for name, _ in _core.COLUMNS)
-DTYPES: dict[str, Any] = {name: np.dtype(dtype) for name, dtype in _core.COLUMNS}
 StopReason = _core.StopReason
 
 
@@ -226,34 +226,24 @@ class Trace:
     def head(self, n: int = 10) -> list[Event]:
         return [self[i] for i in range(min(n, len(self)))]
 
-    # Export (thin delegations to kvmtrace.export; pyarrow is imported lazily) --------
+    # Export (delegations to kvmtrace.columnar and kvmtrace.perfetto; pyarrow is imported lazily) -----
     def to_arrow(self) -> Any:
         """A ``pyarrow.Table`` sharing the column memory (no copy)."""
-        from kvmtrace.export import to_arrow
-
         return to_arrow(self)
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         """Arrow PyCapsule stream: ``pyarrow.table(t)``, ``polars.DataFrame(t)``, DuckDB."""
-        from kvmtrace.export import arrow_c_stream
-
         return arrow_c_stream(self, requested_schema)
 
     def __arrow_c_schema__(self) -> Any:
-        from kvmtrace.export import arrow_c_schema
-
         return arrow_c_schema(self)
 
     def to_parquet(self, path: Any, **kw: Any) -> Any:
-        """Write a Parquet file (or a dataset directory with ``dataset=True``); see kvmtrace.export.write_parquet."""
-        from kvmtrace.export import write_parquet
-
+        """Write a Parquet file (or a dataset directory with ``dataset=True``); see kvmtrace.columnar.write_parquet."""
         return write_parquet(self, path, **kw)
 
     def to_perfetto(self, path: Any, program: Any = None, **kw: Any) -> Any:
         """Chrome trace JSON for ui.perfetto.dev; see kvmtrace.perfetto.to_perfetto."""
-        from kvmtrace.perfetto import to_perfetto
-
         return to_perfetto(self, path, program, **kw)
 
     def dr6_summary(self) -> dict[int, int]:

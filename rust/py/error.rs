@@ -127,3 +127,71 @@ pub fn suberror_name(s: u32) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kvm_run_failed() -> StopReason {
+        StopReason::error(Error::Kvm {
+            op: "KVM_RUN",
+            source: kvm_ioctls::Error::new(libc::EFAULT),
+        })
+    }
+
+    #[test]
+    fn kvm_errors_from_a_stop_keep_errno() {
+        Python::initialize();
+        Python::attach(|py| {
+            let e = stop_error(py, &kvm_run_failed(), true).expect("an error stop raises");
+            assert!(e.is_instance_of::<KvmIoctlError>(py));
+            let errno: i32 = e.value(py).getattr("errno").unwrap().extract().unwrap();
+            assert_eq!(errno, libc::EFAULT);
+        });
+    }
+
+    #[test]
+    fn callback_exceptions_come_out_as_themselves() {
+        Python::initialize();
+        Python::attach(|py| {
+            let original = pyo3::exceptions::PyLookupError::new_err("no such port");
+            let marker = original.value(py).clone().unbind();
+            let stop = StopReason::error(from_callback(Callback::IoHandler, original));
+            assert_eq!(stop.name(), "handler_error");
+            let e = stop_error(py, &stop, true).unwrap();
+            assert!(e.value(py).is(marker.bind(py)), "the very exception object");
+            let sink = StopReason::error(from_callback(
+                Callback::Sink,
+                pyo3::exceptions::PyOSError::new_err("disk full"),
+            ));
+            let e = stop_error(py, &sink, true).unwrap();
+            assert!(e.is_instance_of::<SinkError>(py));
+            assert!(e
+                .value(py)
+                .getattr("__cause__")
+                .unwrap()
+                .is_instance_of::<pyo3::exceptions::PyOSError>());
+            let ctrl_c = from_callback(Callback::Sink, PyKeyboardInterrupt::new_err(()));
+            let stop = StopReason::error(ctrl_c);
+            assert_eq!(
+                stop.name(),
+                "interrupted",
+                "Ctrl-C inside a callback is an interrupt"
+            );
+            assert!(stop_error(py, &stop, true)
+                .unwrap()
+                .is_instance_of::<PyKeyboardInterrupt>(py));
+        });
+    }
+
+    #[test]
+    fn faults_raise_only_when_asked() {
+        Python::initialize();
+        Python::attach(|py| {
+            assert!(stop_error(py, &StopReason::Shutdown, false).is_none());
+            let e = stop_error(py, &StopReason::Shutdown, true).unwrap();
+            assert!(e.is_instance_of::<GuestFaultError>(py));
+            assert!(stop_error(py, &StopReason::Timeout, true).is_none());
+        });
+    }
+}

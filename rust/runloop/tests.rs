@@ -130,3 +130,90 @@ fn exit_port_value() {
     assert_eq!(le_value(&[0x2a]), 0x2a);
     assert_eq!(le_value(&[0x01, 0x02]), 0x0201);
 }
+
+mod coordinator {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::hooks::{Handled, Hooks};
+    use super::super::stop::Control;
+    use super::super::vcpu_loop::Env;
+    use super::super::{Coordinator, TraceConfig};
+    use super::*;
+    use crate::error::{Callback, Error, Result};
+    use crate::kvm::memory::GuestMemory;
+    use crate::recorder::Columns;
+
+    /// A sink that refuses every chunk, remembering what it was given.
+    #[derive(Default)]
+    struct RefusingSink {
+        seen: Mutex<Vec<Arc<Columns>>>,
+    }
+
+    impl Hooks for RefusingSink {
+        fn io(&self, _: usize, _: u16, _: Option<&[u8]>, _: usize) -> Handled {
+            Handled::No
+        }
+        fn mmio(&self, _: usize, _: u64, _: Option<&[u8]>, _: usize) -> Handled {
+            Handled::No
+        }
+        fn poll(&self) -> Result<()> {
+            Ok(())
+        }
+        fn chunk(&self, rows: &Arc<Columns>) -> Result<()> {
+            self.seen.lock().unwrap().push(rows.clone());
+            Err(Error::callback(
+                Callback::Sink,
+                "the sink could not take the chunk",
+            ))
+        }
+    }
+
+    fn chunk(first_pc: u64, n: u64) -> Columns {
+        let mut c = Columns::new(vec![]);
+        for i in 0..n {
+            let ev = DebugEvent {
+                exception: 1,
+                pc: first_pc + i,
+                ..Default::default()
+            };
+            c.push(i, 0, i, &ev, None);
+        }
+        c
+    }
+
+    #[test]
+    fn refused_chunks_are_kept_whole_and_not_copied() {
+        let mem = GuestMemory::new(0x2000).unwrap();
+        let patches = Int3Patches::apply(&mem, &[]).unwrap();
+        let (debug, cfg, ctl, hooks) = (
+            GuestDebug::default(),
+            TraceConfig::default(),
+            Control::new(1),
+            RefusingSink::default(),
+        );
+        let env = Env {
+            mem: &mem,
+            debug: &debug,
+            cfg: &cfg,
+            ctl: &ctl,
+            hooks: &hooks,
+            patches: &patches,
+        };
+        let mut coord = Coordinator::new(&env);
+        coord.deliver(chunk(0x100, 3));
+        coord.deliver(chunk(0x200, 2));
+        assert_eq!(
+            hooks.seen.lock().unwrap().len(),
+            1,
+            "no chunk is offered after a failure"
+        );
+        assert!(
+            Arc::ptr_eq(&coord.unflushed[0], &hooks.seen.lock().unwrap()[0]),
+            "the same rows, not a copy"
+        );
+        let kept: Vec<u64> = coord.unflushed.iter().flat_map(|c| c.pc.clone()).collect();
+        assert_eq!(kept, [0x100, 0x101, 0x102, 0x200, 0x201]);
+        let stop = ctl.stop().unwrap();
+        assert_eq!((stop.vcpu, stop.reason.name()), (None, "sink_error"));
+    }
+}
