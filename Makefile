@@ -18,9 +18,11 @@ format: ## Format Rust
 	cargo fmt
 
 .PHONY: lint
-lint: ## rustfmt check, clippy with warnings as errors
+lint: ## rustfmt, clippy (-D warnings), mypy stubtest of _core.pyi, pyright on the package
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	python3 -m mypy.stubtest kvmtrace._core
+	python3 -m pyright
 
 .PHONY: test
 test: ## The whole suite: cargo test + pytest (as CI runs it)

@@ -4,8 +4,51 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Final, final
 
+from typing_extensions import disjoint_base
+
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "COLUMNS",
+    "CONSOLE_PORT",
+    "Dr6",
+    "Dr7",
+    "EXIT_PORT",
+    "Exit",
+    "FIXED_BYTES_PER_EVENT",
+    "GP_REGISTERS",
+    "GUESTDBG_FLAGS",
+    "GuestDebug",
+    "GuestFaultError",
+    "GuestMemoryError",
+    "HwBreakpoint",
+    "InternalError",
+    "InvalidConfigError",
+    "KvmInternalError",
+    "KvmIoctlError",
+    "KvmPermissionError",
+    "KvmTraceError",
+    "KvmUnavailableError",
+    "LEGACY_GUESTDBG_FLAGS",
+    "MODES",
+    "MODE_BITS",
+    "Machine",
+    "MachineBusyError",
+    "MachineClosedError",
+    "Progress",
+    "REGISTER_NAMES",
+    "STOP_REASONS",
+    "SinkError",
+    "StopReason",
+    "Trace",
+    "TraceFileError",
+    "UnsupportedError",
+    "VECTOR_BP",
+    "VECTOR_DB",
+    "__version__",
+    "build_profile",
+]
 
 __version__: Final[str]
 build_profile: Final[str]
@@ -93,7 +136,7 @@ class StopReason(enum.StrEnum):
 class Progress:
     """Live counters of the trace it is passed to (``trace(progress=p)``)."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Progress: ...
     @property
     def events(self) -> int: ...
     @property
@@ -131,7 +174,7 @@ class HwBreakpoint:
     """One hardware breakpoint (DR0-DR3). Exec breakpoints have length 1; addresses
     are aligned to their length; io breakpoints take a port and need CR4.DE."""
 
-    def __init__(self, addr: int, kind: str = "exec", length: int = 1) -> None: ...
+    def __new__(cls, addr: int, kind: str | None = None, length: int | None = None) -> HwBreakpoint: ...
     @property
     def addr(self) -> int: ...
     @property
@@ -139,24 +182,24 @@ class HwBreakpoint:
     @property
     def length(self) -> int: ...
     def dr7_bits(self, slot: int) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class GuestDebug:
     """A KVM_SET_GUEST_DEBUG configuration, validated on construction."""
 
-    def __init__(
-        self,
-        single_step: bool = False,
-        block_irq: bool = False,
+    def __new__(
+        cls,
+        single_step: bool | None = None,
+        block_irq: bool | None = None,
         hw_breakpoints: Iterable[HwBreakpoint | tuple[int, str, int] | int] | None = None,
         sw_breakpoints: Iterable[int] | None = None,
-        inject_db: bool = False,
-        inject_bp: bool = False,
-        general_detect: bool = False,
+        inject_db: bool | None = None,
+        inject_bp: bool | None = None,
+        general_detect: bool | None = None,
         raw_debugreg: Sequence[int] | None = None,
-    ) -> None: ...
+    ) -> GuestDebug: ...
     @property
     def single_step(self) -> bool: ...
     @property
@@ -260,11 +303,11 @@ class Trace:
     def from_columns(
         columns: dict[str, npt.NDArray[Any]],
         *,
-        mode: str = "long",
+        mode: str = ...,
         registers: dict[str, npt.NDArray[np.uint64]] | None = None,
-        stop_reason: str = "unknown",
+        stop_reason: str = ...,
         stop_detail: dict[str, Any] | None = None,
-        console: bytes = b"",
+        console: bytes = ...,
         start_ns: int = 0,
         end_ns: int = 0,
         event_count: int | None = None,
@@ -275,15 +318,16 @@ class Trace:
         per_vcpu_stop: list[str] = ...,
     ) -> Trace: ...
 
-IoHandler = Callable[[int, bytes | None, int, int], bytes | int | None]
+_IoHandler = Callable[[int, bytes | None, int, int], bytes | int | None]
 
+@disjoint_base
 class Machine:
     """A KVM VM: guest memory, vCPUs, and the mode they start in."""
 
-    def __init__(
-        self, memory_size: int | None = None, mode: str | None = None, vcpus: int | None = None,
+    def __new__(
+        cls, memory_size: int | None = None, mode: str | None = None, vcpus: int | None = None,
         irqchip: bool | None = None,
-    ) -> None: ...
+    ) -> Machine: ...
     def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...
@@ -321,8 +365,8 @@ class Machine:
         stop_at: int | None = None,
         timeout: float | None = None,
         registers: Sequence[str] | None = None,
-        io_handler: IoHandler | None = None,
-        mmio_handler: IoHandler | None = None,
+        io_handler: _IoHandler | None = None,
+        mmio_handler: _IoHandler | None = None,
         sink: Any | None = None,
         sink_rows: int | None = None,
         raise_on_fault: bool | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from kvmtrace import _core
 from kvmtrace.columnar.sink import ParquetSink
@@ -259,11 +259,13 @@ class Machine:
 
     def _sink(self, sink: Any, debug: _core.GuestDebug) -> tuple[Sink | None, str | None]:
         """The sink object for ``sink``: a path becomes a ParquetSink dataset (the path shortcut)."""
-        if not isinstance(sink, (str, os.PathLike)) or isinstance(sink, bytes):
-            return sink, None
-        if not os.fspath(sink):
-            raise InvalidConfigError("invalid sink: the path is empty")
-        return ParquetSink(sink, machine=self, debug=debug), os.fspath(sink)
+        if isinstance(sink, (str, os.PathLike)):
+            path = os.fspath(sink)
+            if isinstance(path, str):
+                if not path:
+                    raise InvalidConfigError("invalid sink: the path is empty")
+                return ParquetSink(path, machine=self, debug=debug), path
+        return cast("Sink | None", sink), None  # anything else is checked by the engine
 
     def _addr(self, where: int | str, field: str) -> int:
         if isinstance(where, str):

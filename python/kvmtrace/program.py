@@ -16,9 +16,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kvmtrace import _core
 from kvmtrace.exceptions import AssemblerError, ProgramError
 
-MODE_BITS = {"real": 16, "protected": 32, "long": 64}
+#: Guest modes and their bitness (defined once, in the Rust core).
+MODE_BITS: dict[str, int] = _core.MODE_BITS
 DEFAULT_LOAD_ADDR = 0x8000
 
 

@@ -97,8 +97,8 @@ class Disassembler:
 
     @classmethod
     def for_trace(cls, trace: Any, program: Program | None = None, mode: str | None = None) -> Disassembler:
-        mode = mode or getattr(trace, "mode", None) or "long"
-        bits = MODE_BITS.get(mode, 64)
+        name: str = mode or getattr(trace, "mode", None) or "long"
+        bits = MODE_BITS.get(name, 64)
         return cls(CodeMemory.for_trace(trace, program), bits, program)
 
     def decode(self, pc: int) -> Decoded | None:

@@ -221,7 +221,7 @@ class Trace:
         regs = [t.registers[n].tolist() for n in names]
         cols = [c.tolist() for c in (t.seq, t.vcpu, t.time_ns, t.exception, t.pc, t.dr6, t.dr7)]
         for i, row in enumerate(zip(*cols)):
-            yield Event(*row, {n: r[i] for n, r in zip(names, regs)})
+            yield Event._make((*row, {n: r[i] for n, r in zip(names, regs)}))
 
     def head(self, n: int = 10) -> list[Event]:
         return [self[i] for i in range(min(n, len(self)))]

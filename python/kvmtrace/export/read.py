@@ -97,6 +97,7 @@ def _missing_parts(parts: _Parts) -> list[int]:
 def _stop(p: Path, info: dict[str, Any], final: bool, n: int, parts: _Parts,
           missing: list[int]) -> tuple[str, dict[str, Any]]:
     """Stop reason and detail; a run that did not finish says why."""
+    detail: dict[str, Any]
     if final:
         reason, detail = str(info.get("stop_reason") or "unknown"), dict(info.get("stop_detail") or {})
     elif any(m for _, m in parts.metas):

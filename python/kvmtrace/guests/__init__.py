@@ -7,8 +7,8 @@ from importlib.resources import files
 
 def source(name: str) -> str:
     """The assembly source of a bundled guest, e.g. ``source("demo")``."""
-    return files(__package__).joinpath(f"{name}.S").read_text()
+    return files(__name__).joinpath(f"{name}.S").read_text()
 
 
 def names() -> list[str]:
-    return sorted(p.name[:-2] for p in files(__package__).iterdir() if p.name.endswith(".S"))
+    return sorted(p.name[:-2] for p in files(__name__).iterdir() if p.name.endswith(".S"))
