@@ -88,3 +88,15 @@ impl Drop for Registration<'_> {
         IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
     }
 }
+
+/// User and system CPU time of the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> (u64, u64) {
+    // SAFETY: rusage is plain data written by getrusage; RUSAGE_THREAD is Linux's.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return (0, 0);
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    (ns(ru.ru_utime), ns(ru.ru_stime))
+}

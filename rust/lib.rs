@@ -5,6 +5,7 @@
 //! `runloop/` (the KVM_RUN loop), `kick.rs`. `py/` holds the bindings.
 
 pub mod arch;
+pub mod clock;
 pub mod debug;
 pub mod error;
 pub mod exits;

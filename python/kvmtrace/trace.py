@@ -192,6 +192,16 @@ class Trace:
         return self._t.code_regions
 
     @property
+    def cpu_user_s(self) -> float:
+        """User CPU seconds of the vCPU loops (kvmtrace's own per-exit work), summed over vCPUs."""
+        return self._t.cpu_user_s
+
+    @property
+    def cpu_system_s(self) -> float:
+        """System CPU seconds of the vCPU loops (the kernel: KVM_RUN and what it emulates)."""
+        return self._t.cpu_system_s
+
+    @property
     def memory_bytes(self) -> int:
         """Heap bytes held by the columns."""
         return self._t.memory_bytes

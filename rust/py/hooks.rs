@@ -90,6 +90,10 @@ impl Hooks for PyHooks {
         self.signals.check()
     }
 
+    fn has_vcpu_callbacks(&self) -> bool {
+        self.io.is_some() || self.mmio.is_some()
+    }
+
     fn chunk(&self, rows: &Arc<Columns>) -> Result<()> {
         let Some(sink) = &self.sink else {
             return Err(Error::callback(Callback::Sink, "no sink"));

@@ -3,7 +3,7 @@
 //! they are created: the array's base object is the Trace, which is frozen, so the
 //! memory never moves or changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use numpy::npyffi::{self, npy_intp, NPY_ARRAY_CARRAY_RO, PY_ARRAY_API};
 use numpy::{Element, PyArray1, PyArrayDescrMethods, PyReadonlyArray1};
@@ -14,7 +14,7 @@ use crate::debug::GuestDebug;
 use crate::error::Error;
 use crate::kvm::regs::Gp;
 use crate::py::debug::PyGuestDebug;
-use crate::recorder::Columns;
+use crate::recorder::{Columns, Runs, Seq, Vcpus};
 use crate::runloop::{StopReason, TraceResult};
 
 pub struct TraceMeta {
@@ -31,12 +31,32 @@ pub struct TraceMeta {
     pub vcpus: usize,
     pub debug: Option<GuestDebug>,
     pub code_regions: Vec<(u64, Vec<u8>)>,
+    /// User and system CPU time of the vCPU loops, in nanoseconds.
+    pub cpu_ns: (u64, u64),
+}
+
+/// Full columns made from what the trace stores once (seq, vcpu) or as runs (dr7),
+/// on first access; they never change afterwards, so numpy views can borrow them.
+#[derive(Default)]
+pub struct Materialized {
+    seq: OnceLock<Vec<u64>>,
+    vcpu: OnceLock<Vec<u16>>,
+    dr7: OnceLock<Vec<u64>>,
+}
+
+impl Materialized {
+    fn heap_bytes(&self) -> usize {
+        self.seq.get().map_or(0, |v| v.capacity() * 8)
+            + self.vcpu.get().map_or(0, |v| v.capacity() * 2)
+            + self.dr7.get().map_or(0, |v| v.capacity() * 8)
+    }
 }
 
 #[pyclass(frozen, name = "Trace", module = "kvmtrace._core")]
 pub struct PyTrace {
     pub cols: Arc<Columns>,
     pub meta: TraceMeta,
+    pub derived: Materialized,
 }
 
 impl PyTrace {
@@ -44,6 +64,7 @@ impl PyTrace {
     pub fn chunk(py: Python<'_>, rows: Arc<Columns>, mode: &str, vcpus: usize) -> PyTrace {
         let n = rows.len() as u64;
         PyTrace {
+            derived: Materialized::default(),
             cols: rows,
             meta: TraceMeta {
                 stop_reason: "running".into(),
@@ -58,6 +79,7 @@ impl PyTrace {
                 vcpus,
                 debug: None,
                 code_regions: Vec::new(),
+                cpu_ns: (0, 0),
             },
         }
     }
@@ -72,6 +94,7 @@ impl PyTrace {
         code_regions: Vec<(u64, Vec<u8>)>,
     ) -> PyResult<PyTrace> {
         Ok(PyTrace {
+            derived: Materialized::default(),
             meta: TraceMeta {
                 stop_reason: r.stop.reason.name().into(),
                 stop_detail: stop_detail(py, &r.stop.reason)?,
@@ -85,6 +108,7 @@ impl PyTrace {
                 vcpus,
                 debug: Some(debug),
                 code_regions,
+                cpu_ns: r.cpu_ns,
             },
             cols: Arc::new(r.cols),
         })
@@ -217,11 +241,13 @@ impl PyTrace {
 
     #[getter]
     fn seq<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
-        view(slf, &slf.get().cols.seq)
+        let t = slf.get();
+        view(slf, t.derived.seq.get_or_init(|| t.cols.seq_vec()))
     }
     #[getter]
     fn vcpu<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u16>>> {
-        view(slf, &slf.get().cols.vcpu)
+        let t = slf.get();
+        view(slf, t.derived.vcpu.get_or_init(|| t.cols.vcpu_vec()))
     }
     #[getter]
     fn time_ns<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
@@ -241,7 +267,8 @@ impl PyTrace {
     }
     #[getter]
     fn dr7<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
-        view(slf, &slf.get().cols.dr7)
+        let t = slf.get();
+        view(slf, t.derived.dr7.get_or_init(|| t.cols.dr7.to_vec()))
     }
 
     /// Names of the register columns, in order.
@@ -332,10 +359,20 @@ impl PyTrace {
         }
         Ok(l)
     }
-    /// Heap bytes held by the columns.
+    /// User CPU seconds of the vCPU loops (their threads), summed over vCPUs.
+    #[getter]
+    fn cpu_user_s(&self) -> f64 {
+        self.meta.cpu_ns.0 as f64 / 1e9
+    }
+    /// System (kernel: KVM_RUN) CPU seconds of the vCPU loops, summed over vCPUs.
+    #[getter]
+    fn cpu_system_s(&self) -> f64 {
+        self.meta.cpu_ns.1 as f64 / 1e9
+    }
+    /// Heap bytes held by the columns (and by seq/vcpu/dr7 arrays made on request).
     #[getter]
     fn memory_bytes(&self) -> usize {
-        self.cols.heap_bytes()
+        self.cols.heap_bytes() + self.derived.heap_bytes()
     }
 
     /// Build a Trace from numpy columns (copied): `pc`, `dr6`, `dr7`, `exception`,
@@ -364,13 +401,17 @@ impl PyTrace {
     ) -> PyResult<Self> {
         let pc: Vec<u64> = copy_col(columns, "pc", None)?;
         let n = pc.len();
+        // Stored compactly, as a recorded trace is (seq/vcpu derived, dr7 as runs).
+        let seq: Vec<u64> = copy_or(columns, "seq", n, |n| (0..n as u64).collect())?;
+        let vcpu: Vec<u16> = copy_or(columns, "vcpu", n, |n| vec![0; n])?;
+        let dr7: Vec<u64> = copy_col(columns, "dr7", Some(n))?;
         let mut cols = Columns {
-            seq: copy_or(columns, "seq", n, |n| (0..n as u64).collect())?,
-            vcpu: copy_or(columns, "vcpu", n, |n| vec![0; n])?,
+            seq: Seq::from_slice(&seq),
+            vcpu: Vcpus::from_slice(&vcpu),
             time_ns: copy_or(columns, "time_ns", n, |n| vec![0; n])?,
             exception: copy_col(columns, "exception", Some(n))?,
             dr6: copy_col(columns, "dr6", Some(n))?,
-            dr7: copy_col(columns, "dr7", Some(n))?,
+            dr7: Runs::from_slice(&dr7),
             pc,
             ..Default::default()
         };
@@ -386,6 +427,7 @@ impl PyTrace {
         }
         Ok(PyTrace {
             cols: Arc::new(cols),
+            derived: Materialized::default(),
             meta: TraceMeta {
                 stop_reason,
                 stop_detail: stop_detail
@@ -401,6 +443,7 @@ impl PyTrace {
                 vcpus,
                 debug: debug.map(|d| d.inner.clone()),
                 code_regions,
+                cpu_ns: (0, 0),
             },
         })
     }

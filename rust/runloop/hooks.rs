@@ -25,4 +25,6 @@ pub trait Hooks: Sync {
     /// Hand one full chunk to the sink. On failure the caller keeps `rows` (shared,
     /// so nothing is copied and nothing is lost).
     fn chunk(&self, rows: &Arc<Columns>) -> Result<()>;
+    /// Port or MMIO callbacks exist: they run on the vCPU threads.
+    fn has_vcpu_callbacks(&self) -> bool;
 }

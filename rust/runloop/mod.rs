@@ -1,10 +1,12 @@
 //! The tracing `KVM_RUN` loop: orchestration. Plain Rust: Python is reached only
 //! through the [`Hooks`] trait, implemented in `py/`.
 //!
-//! Every vCPU runs its [`vcpu_loop::VcpuLoop`] on its own native thread. The calling
-//! thread coordinates: it passes finished chunks to the sink, polls for Ctrl-C
-//! through `Hooks::poll`, enforces the timeout, and kicks vCPU threads out of
-//! `KVM_RUN` when the trace must stop (see `kick.rs`).
+//! A one-vCPU trace runs its [`vcpu_loop::VcpuLoop`] on the calling thread, doing
+//! the coordinator's duties between exits ([`run_inline`]). With several vCPUs each
+//! runs on its own native thread and the calling thread coordinates: it passes
+//! finished chunks to the sink, polls for Ctrl-C through `Hooks::poll`, enforces
+//! the timeout, and kicks vCPU threads out of `KVM_RUN` when the trace must stop
+//! (see `kick.rs`).
 
 pub mod config;
 pub mod hooks;
@@ -18,10 +20,11 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::{now_ns, TraceClock};
 use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
 use crate::kvm::vm::Vm;
-use crate::recorder::{now_ns, Columns};
+use crate::recorder::Columns;
 
 pub use config::{Progress, TraceConfig};
 pub use hooks::{Handled, Hooks};
@@ -44,6 +47,8 @@ pub struct TraceResult {
     pub exits: u64,
     pub start_ns: u64,
     pub end_ns: u64,
+    /// User and system CPU time of the vCPU loops (summed over vCPUs), in nanoseconds.
+    pub cpu_ns: (u64, u64),
 }
 
 /// Trace every vCPU of `vm` under `debug` until each stops.
@@ -56,6 +61,7 @@ pub fn trace(
     let patches = arm(vm, debug, cfg)?;
     let ctl = Control::new(vm.vcpus.len());
     let start_ns = now_ns();
+    let clock = TraceClock::start();
     let (results, unflushed) = {
         let Vm { vcpus, mem, .. } = &mut *vm;
         let env = Env {
@@ -65,12 +71,13 @@ pub fn trace(
             ctl: &ctl,
             hooks,
             patches: &patches,
+            clock,
         };
         run_threads(vcpus, &env)
     };
     let end_ns = now_ns();
     disarm(vm, &patches);
-    let mut r = assemble(results, &ctl, cfg, unflushed);
+    let mut r = assemble(results, &ctl, cfg, unflushed, &clock);
     (r.start_ns, r.end_ns) = (start_ns, end_ns);
     Ok(r)
 }
@@ -127,7 +134,12 @@ fn run_threads(vcpus: &mut [crate::kvm::vcpu::Vcpu], env: &Env<'_>) -> (Joined, 
             let tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("kvmtrace-vcpu{}", v.index))
-                .spawn_scoped(s, move || VcpuLoop::new(env, v, ChannelOutbox(&tx)).run());
+                .spawn_scoped(s, move || {
+                    if !env.hooks.has_vcpu_callbacks() {
+                        own_file_table();
+                    }
+                    VcpuLoop::new(env, v, ChannelOutbox(&tx)).run()
+                });
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -180,7 +192,8 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Hand one chunk to the sink; after a failure every later chunk is kept.
-    fn deliver(&mut self, chunk: Columns) {
+    fn deliver(&mut self, mut chunk: Columns) {
+        chunk.convert_time(&self.env.clock);
         let chunk = Arc::new(chunk);
         if !self.sink_failed {
             match self.env.hooks.chunk(&chunk) {
@@ -207,25 +220,41 @@ impl<'a> Coordinator<'a> {
     }
 }
 
+/// Give the calling (vCPU) thread its own copy of the file descriptor table. A
+/// Python process has other threads (numpy's BLAS pool starts at import), and while
+/// threads share a table every ioctl takes and drops a reference on the file
+/// (fget/fput); with a private table `KVM_RUN` takes the kernel's light path, as a
+/// single-threaded C loop does. Only for threads that run no Python callback: an
+/// fd a callback opened here would exist in this thread's table alone. Best effort:
+/// the trace is the same without it, only slower.
+fn own_file_table() {
+    // SAFETY: unshare(CLONE_FILES) only replaces this thread's fd table with a
+    // copy; the KVM fds stay valid (the copy refers to the same open files).
+    unsafe { libc::unshare(libc::CLONE_FILES) };
+}
+
 /// One result from the per-vCPU parts: rows merged by host time, stops, counts.
 fn assemble(
     results: Joined,
     ctl: &Control,
     cfg: &TraceConfig,
     unflushed: Vec<Arc<Columns>>,
+    clock: &TraceClock,
 ) -> TraceResult {
     let n = results.len();
     let mut parts = Vec::with_capacity(n);
     let mut per_vcpu = Vec::with_capacity(n);
-    let (mut console, mut events, mut exits) = (Vec::new(), 0, 0);
+    let (mut console, mut events, mut exits, mut cpu_ns) = (Vec::new(), 0, 0, (0, 0));
     for (i, r) in results.into_iter().enumerate() {
         match r {
-            Ok(r) => {
+            Ok(mut r) => {
+                r.cols.convert_time(clock);
                 parts.push(r.cols);
                 per_vcpu.push(r.stop);
                 console.extend(r.console);
                 events += r.events;
                 exits += r.exits;
+                cpu_ns = (cpu_ns.0 + r.cpu_ns.0, cpu_ns.1 + r.cpu_ns.1);
             }
             Err(_) => {
                 let r = StopReason::error(Error::Thread(
@@ -265,5 +294,6 @@ fn assemble(
         exits,
         start_ns: 0,
         end_ns: 0,
+        cpu_ns,
     }
 }

@@ -159,6 +159,9 @@ mod coordinator {
         fn poll(&self) -> Result<()> {
             Ok(())
         }
+        fn has_vcpu_callbacks(&self) -> bool {
+            false
+        }
         fn chunk(&self, rows: &Arc<Columns>) -> Result<()> {
             self.seen.lock().unwrap().push(rows.clone());
             Err(Error::callback(
@@ -169,14 +172,14 @@ mod coordinator {
     }
 
     fn chunk(first_pc: u64, n: u64) -> Columns {
-        let mut c = Columns::new(vec![]);
+        let mut c = Columns::for_vcpu(0, vec![], n as usize);
         for i in 0..n {
             let ev = DebugEvent {
                 exception: 1,
                 pc: first_pc + i,
                 ..Default::default()
             };
-            c.push(i, 0, i, &ev, None);
+            c.push(i, &ev, None);
         }
         c
     }
@@ -198,6 +201,7 @@ mod coordinator {
             ctl: &ctl,
             hooks: &hooks,
             patches: &patches,
+            clock: crate::clock::TraceClock::start(),
         };
         let mut coord = Coordinator::new(&env);
         coord.deliver(chunk(0x100, 3));

@@ -2,13 +2,14 @@
 //! Plain Rust; Python is reached only through [`Hooks`].
 
 use crate::arch::VECTOR_BP;
+use crate::clock::TraceClock;
 use crate::debug::flags::KVM_GUESTDBG_INJECT_BP;
 use crate::debug::GuestDebug;
 use crate::error::{Callback, Error};
 use crate::exits::{DebugEvent, Exit};
 use crate::kvm::memory::GuestMemory;
 use crate::kvm::vcpu::{Parked, Vcpu};
-use crate::recorder::{now_ns, Columns};
+use crate::recorder::Columns;
 
 use super::config::TraceConfig;
 use super::hooks::{Handled, Hooks};
@@ -30,6 +31,8 @@ pub struct Env<'a> {
     pub ctl: &'a Control,
     pub hooks: &'a dyn Hooks,
     pub patches: &'a Int3Patches,
+    /// What the per-event timestamps are read from.
+    pub clock: TraceClock,
 }
 
 /// Where a full chunk of rows goes.
@@ -44,6 +47,8 @@ pub struct VcpuResult {
     pub stop: StopReason,
     pub events: u64,
     pub exits: u64,
+    /// User and system CPU time of this vCPU's loop (its thread), in nanoseconds.
+    pub cpu_ns: (u64, u64),
 }
 
 enum Flow {
@@ -67,7 +72,11 @@ pub struct VcpuLoop<'a, O: Outbox> {
 
 impl<'a, O: Outbox> VcpuLoop<'a, O> {
     pub fn new(env: &'a Env<'a>, vcpu: &'a mut Vcpu, out: O) -> Self {
-        let cols = Columns::with_capacity(env.cfg.regs.clone(), env.cfg.initial_capacity());
+        let cols = Columns::for_vcpu(
+            vcpu.index as u16,
+            env.cfg.regs.clone(),
+            env.cfg.initial_capacity(),
+        );
         VcpuLoop {
             env,
             vcpu,
@@ -84,6 +93,7 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
 
     /// Run until this vCPU stops.
     pub fn run(mut self) -> VcpuResult {
+        let cpu0 = crate::kick::thread_cpu_ns();
         let _kick = self
             .env
             .ctl
@@ -96,12 +106,14 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         self.finish_step_over();
         self.vcpu.clear_immediate_exit();
         self.publish();
+        let cpu1 = crate::kick::thread_cpu_ns();
         VcpuResult {
             cols: self.cols,
             console: self.console,
             stop,
             events: self.seq,
             exits: self.exits,
+            cpu_ns: (cpu1.0.saturating_sub(cpu0.0), cpu1.1.saturating_sub(cpu0.1)),
         }
     }
 
@@ -188,7 +200,7 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
     }
 
     fn on_debug(&mut self, ev: &DebugEvent) -> Flow {
-        let t = now_ns();
+        let t = self.env.clock.ticks();
         let env = self.env;
         let mut record = true;
         if let Some(p) = self.stepping.take() {
@@ -206,13 +218,12 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
             record = step_over::records_after_step(env.debug, ev);
         }
         if record {
-            let tag = self.vcpu.index as u16;
             let regs = if env.cfg.regs.is_empty() {
                 None
             } else {
                 Some(self.vcpu.synced_regs())
             };
-            self.cols.push(self.seq, tag, t, ev, regs);
+            self.cols.push(t, ev, regs);
             self.seq += 1;
             if self.seq % PROGRESS_EVERY == 0 {
                 self.publish();

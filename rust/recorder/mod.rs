@@ -1,0 +1,274 @@
+//! Columnar event storage: one typed vector per recorded field, so a finished trace
+//! is handed to numpy and Arrow without copying. A one-vCPU trace without registers
+//! stores 25 bytes per event (time, exception, pc, dr6); `seq` and `vcpu` follow from
+//! the row's position and part (`derived.rs`) and DR7 is stored as runs (`runs.rs`).
+
+pub mod derived;
+pub mod runs;
+#[cfg(test)]
+mod tests;
+
+use kvm_bindings::kvm_regs;
+
+use crate::clock::TraceClock;
+use crate::exits::DebugEvent;
+use crate::kvm::regs::Gp;
+pub use derived::{Seq, Vcpus};
+pub use runs::Runs;
+
+/// One column of a trace: its name and its numpy dtype.
+pub struct ColumnSpec {
+    pub name: &'static str,
+    pub dtype: &'static str,
+}
+
+/// The fixed columns of every trace, in order; register columns (uint64, named by
+/// register) follow them. The one definition of the trace schema.
+pub const SCHEMA: [ColumnSpec; 7] = [
+    ColumnSpec {
+        name: "seq",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "vcpu",
+        dtype: "uint16",
+    },
+    ColumnSpec {
+        name: "time_ns",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "exception",
+        dtype: "uint8",
+    },
+    ColumnSpec {
+        name: "pc",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "dr6",
+        dtype: "uint64",
+    },
+    ColumnSpec {
+        name: "dr7",
+        dtype: "uint64",
+    },
+];
+
+/// Bytes stored per event of a one-vCPU trace without registers: time_ns, exception,
+/// pc and dr6 (seq, vcpu and a fixed DR7 take no per-row storage).
+pub const FIXED_BYTES_PER_EVENT: usize = 8 + 1 + 8 + 8;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Columns {
+    pub seq: Seq,
+    pub vcpu: Vcpus,
+    /// Clock ticks while the run records them (`clock.rs`), nanoseconds afterwards.
+    pub time_ns: Vec<u64>,
+    pub exception: Vec<u8>,
+    pub pc: Vec<u64>,
+    pub dr6: Vec<u64>,
+    pub dr7: Runs<u64>,
+    /// Registers captured per event (from `kvm_run->s.regs`), one column each.
+    pub reg_names: Vec<Gp>,
+    pub regs: Vec<Vec<u64>>,
+}
+
+impl Columns {
+    /// An empty part for one vCPU's rows, with room for `n` rows.
+    pub fn for_vcpu(vcpu: u16, reg_names: Vec<Gp>, n: usize) -> Self {
+        let mut c = Columns {
+            vcpu: Vcpus::One(vcpu),
+            regs: vec![Vec::new(); reg_names.len()],
+            reg_names,
+            ..Default::default()
+        };
+        c.reserve(n);
+        c
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.time_ns.reserve(n);
+        self.exception.reserve(n);
+        self.pc.reserve(n);
+        self.dr6.reserve(n);
+        for r in &mut self.regs {
+            r.reserve(n);
+        }
+    }
+
+    /// Record one event (`ticks` from the trace's clock).
+    #[inline(always)]
+    pub fn push(&mut self, ticks: u64, ev: &DebugEvent, regs: Option<&kvm_regs>) {
+        self.time_ns.push(ticks);
+        self.exception.push(ev.exception as u8);
+        self.pc.push(ev.pc);
+        self.dr6.push(ev.dr6);
+        self.dr7.push(ev.dr7);
+        if let Some(r) = regs {
+            for (col, g) in self.regs.iter_mut().zip(&self.reg_names) {
+                col.push(g.get(r));
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pc.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pc.is_empty()
+    }
+
+    /// Move the rows out as a chunk; this part goes on numbering after them, with
+    /// room for `reserve` rows (so the next chunk does not regrow its buffers).
+    pub fn take(&mut self, reserve: usize) -> Columns {
+        let next_seq = match self.seq {
+            Seq::Position(first) => Seq::Position(first + self.len() as u64),
+            _ => Seq::Stored(Vec::new()),
+        };
+        let mut fresh = Columns {
+            seq: next_seq,
+            vcpu: self.vcpu.clone(),
+            regs: vec![Vec::new(); self.reg_names.len()],
+            reg_names: self.reg_names.clone(),
+            ..Default::default()
+        };
+        fresh.reserve(reserve);
+        std::mem::replace(self, fresh)
+    }
+
+    /// Turn the recorded clock ticks into nanoseconds.
+    pub fn convert_time(&mut self, clock: &TraceClock) {
+        clock.to_ns(&mut self.time_ns);
+    }
+
+    pub fn seq_vec(&self) -> Vec<u64> {
+        self.seq.to_vec(&self.vcpu, self.len())
+    }
+
+    pub fn vcpu_vec(&self) -> Vec<u16> {
+        self.vcpu.to_vec(self.len())
+    }
+
+    /// Copy the rows of every part (same register columns) into one set, in order.
+    pub fn concat(parts: &[&Columns], reg_names: Vec<Gp>) -> Columns {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let (mut seq, mut vcpu) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        let mut out = Columns::for_vcpu(0, reg_names, total);
+        let mut dr7 = Vec::with_capacity(total);
+        for p in parts {
+            seq.extend(p.seq_vec());
+            vcpu.extend(p.vcpu_vec());
+            out.time_ns.extend_from_slice(&p.time_ns);
+            out.exception.extend_from_slice(&p.exception);
+            out.pc.extend_from_slice(&p.pc);
+            out.dr6.extend_from_slice(&p.dr6);
+            p.dr7.extend_into(&mut dr7);
+            for (a, b) in out.regs.iter_mut().zip(&p.regs) {
+                a.extend_from_slice(b);
+            }
+        }
+        out.seq = Seq::from_slice(&seq);
+        out.vcpu = Vcpus::from_slice(&vcpu);
+        out.dr7 = Runs::from_slice(&dr7);
+        out
+    }
+
+    /// Merge per-vCPU parts into one set ordered by host time (ties by vCPU). With
+    /// `renumber`, `seq` becomes the global order; without, each row keeps its
+    /// per-vCPU `seq` (a streamed run, whose earlier rows are already on disk).
+    pub fn merge(parts: Vec<Columns>, renumber: bool) -> Columns {
+        let mut parts: Vec<Columns> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        match parts.len() {
+            0 => return Columns::default(),
+            1 => return parts.pop().unwrap_or_default(),
+            _ => {}
+        }
+        let total: usize = parts.iter().map(Columns::len).sum();
+        let mut out = Columns::for_vcpu(0, parts[0].reg_names.clone(), total);
+        let (mut vcpu, mut dr7) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        let dr7s: Vec<Vec<u64>> = parts.iter().map(|p| p.dr7.to_vec()).collect();
+        let derived_seq = if renumber {
+            Some(Seq::Position(0))
+        } else {
+            per_vcpu_seq(&parts)
+        };
+        // Rows that keep a seq which cannot be derived carry it along.
+        let seqs: Vec<Vec<u64>> = match derived_seq {
+            Some(_) => Vec::new(),
+            None => parts.iter().map(Columns::seq_vec).collect(),
+        };
+        let mut seq = Vec::new();
+        let mut idx = vec![0usize; parts.len()];
+        for _ in 0..total {
+            // k-way merge; k is the vCPU count (small), a linear scan is fine.
+            let mut best: Option<usize> = None;
+            for (k, p) in parts.iter().enumerate() {
+                if idx[k] < p.len()
+                    && best.is_none_or(|b| p.time_ns[idx[k]] < parts[b].time_ns[idx[b]])
+                {
+                    best = Some(k);
+                }
+            }
+            let Some(k) = best else { break };
+            let (p, i) = (&parts[k], idx[k]);
+            vcpu.push(p.vcpu.get(i));
+            out.time_ns.push(p.time_ns[i]);
+            out.exception.push(p.exception[i]);
+            out.pc.push(p.pc[i]);
+            out.dr6.push(p.dr6[i]);
+            dr7.push(dr7s[k][i]);
+            if let Some(s) = seqs.get(k) {
+                seq.push(s[i]);
+            }
+            for (o, r) in out.regs.iter_mut().zip(&p.regs) {
+                o.push(r[i]);
+            }
+            idx[k] += 1;
+        }
+        out.seq = derived_seq.unwrap_or(Seq::Stored(seq));
+        out.vcpu = Vcpus::PerRow(vcpu);
+        out.dr7 = Runs::from_slice(&dr7);
+        out
+    }
+
+    /// Release spare capacity so memory per event is what the rows need.
+    pub fn shrink_to_fit(&mut self) {
+        self.time_ns.shrink_to_fit();
+        self.exception.shrink_to_fit();
+        self.pc.shrink_to_fit();
+        self.dr6.shrink_to_fit();
+        for r in &mut self.regs {
+            r.shrink_to_fit();
+        }
+    }
+
+    /// Heap bytes held by the columns (capacity, not length).
+    pub fn heap_bytes(&self) -> usize {
+        self.time_ns.capacity() * 8
+            + self.exception.capacity()
+            + self.pc.capacity() * 8
+            + self.dr6.capacity() * 8
+            + self.dr7.heap_bytes()
+            + self.seq.heap_bytes()
+            + self.vcpu.heap_bytes()
+            + self.regs.iter().map(|r| r.capacity() * 8).sum::<usize>()
+    }
+}
+
+/// The first per-vCPU seq of each part, by vCPU, when every part is one vCPU's.
+fn per_vcpu_seq(parts: &[Columns]) -> Option<Seq> {
+    let mut first = Vec::new();
+    for p in parts {
+        let (Vcpus::One(v), Seq::Position(f)) = (&p.vcpu, &p.seq) else {
+            return None;
+        };
+        let v = *v as usize;
+        if first.len() <= v {
+            first.resize(v + 1, 0);
+        }
+        first[v] = *f;
+    }
+    Some(Seq::PerVcpu(first))
+}
