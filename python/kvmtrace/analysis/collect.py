@@ -19,9 +19,10 @@ Describe = Callable[[str, int, int], Violation]
 
 
 class Collector:
-    def __init__(self, rule_id: str, description: str, k: int, orig: np.ndarray | None):
+    def __init__(self, rule_id: str, description: str, informational: bool, k: int, orig: np.ndarray | None):
         self.id = rule_id
         self.description = description
+        self.informational = informational
         self.k = k
         self.orig = orig
         self.count = 0
@@ -71,5 +72,9 @@ class Collector:
         keys = sorted(self.ex)[: self.k]
         examples = [describe(self.ex[o][2], self.ex[o][0], self.ex[o][1]) for o in keys]
         reason = "; ".join(dict.fromkeys(self.reasons)) or None
-        return RuleResult(self.id, self.description, self.checked, self.count,
-                          "fail" if self.count else "pass", examples, reason)
+        if not self.count:
+            status = "pass"
+        else:
+            status = "info" if self.informational else "fail"
+        return RuleResult(self.id, self.description, self.checked, self.count, status, examples, reason,
+                          self.informational)

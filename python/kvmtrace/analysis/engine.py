@@ -29,7 +29,7 @@ def _skip_reason(view: TraceView, rule: Rule) -> str | None:
 
 
 def _skipped(rule: Rule, reason: str) -> RuleResult:
-    return RuleResult(rule.id, rule.description, 0, 0, "skipped", [], reason)
+    return RuleResult(rule.id, rule.description, 0, 0, "skipped", [], reason, rule.informational)
 
 
 def run(view: TraceView, selected: list[str], max_examples: int, chunk: int = CHUNK) -> list[RuleResult]:
@@ -42,7 +42,8 @@ def run(view: TraceView, selected: list[str], max_examples: int, chunk: int = CH
         if reason is not None:
             results[rule_id] = _skipped(rule, reason)
         else:
-            active.append((rule, Collector(rule.id, rule.description, max_examples, view.orig)))
+            active.append((rule, Collector(rule.id, rule.description, rule.informational, max_examples,
+                                           view.orig)))
     need_prev = any(rule.needs_prev(view) for rule, _ in active)
     chains = Chains(view.vcpu, view.single_vcpu, need_prev)
     step = max(int(chunk), _MIN_CHUNK)

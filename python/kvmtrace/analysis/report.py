@@ -1,6 +1,11 @@
 """The analysis result: one :class:`RuleResult` per rule, their offending events
 (:class:`Violation`) and the :class:`Report` that prints them as text, JSON or a
-rich table."""
+rich table.
+
+A rule is *informational* when the architecture or the KVM API does not promise
+what it checks (``dr7_echo``): it is evaluated, shown and counted, its status is
+``"info"`` when it has violations, and it never makes a report fail.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Rich styles of the rule statuses (shared with the CLI's verdict table).
-STATUS_STYLES = {"pass": "green", "fail": "bold red", "skipped": "yellow"}
+STATUS_STYLES = {"pass": "green", "fail": "bold red", "info": "cyan", "skipped": "yellow"}
 
 
 def hex_or_dash(v: int | None) -> str:
@@ -49,7 +54,10 @@ class Violation:
 
 @dataclass
 class RuleResult:
-    """Outcome of one rule.  ``status`` is ``"pass"``, ``"fail"`` or ``"skipped"``."""
+    """Outcome of one rule.
+
+    ``status`` is ``"pass"``, ``"fail"``, ``"info"`` (an informational rule with
+    violations) or ``"skipped"``.  ``informational`` rules never fail a report."""
 
     id: str
     description: str
@@ -58,15 +66,18 @@ class RuleResult:
     status: str
     examples: list[Violation] = field(default_factory=list)
     reason: str | None = None  # why skipped, or a note about partial coverage
+    informational: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.status != "fail"
+        return self.informational or self.status != "fail"
 
     @property
     def status_text(self) -> str:
         if self.status == "skipped" and self.reason:
             return f"skipped ({self.reason})"
+        if self.status == "info":
+            return f"info ({self.violations})"
         return self.status
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +85,7 @@ class RuleResult:
             "id": self.id,
             "description": self.description,
             "status": self.status,
+            "informational": self.informational,
             "checked": self.checked,
             "violations": self.violations,
             "reason": self.reason,
@@ -85,6 +97,8 @@ class RuleResult:
         if self.status == "skipped":
             return head + self.status_text
         s = head + f"{self.checked} checked, {self.violations} violation{'s' if self.violations != 1 else ''}"
+        if self.informational:
+            s += " (informational)"
         if self.reason:
             s += f"  [{self.reason}]"
         for v in self.examples:
@@ -106,11 +120,17 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """No rule failed (informational rules are not counted)."""
         return all(r.ok for r in self.rules)
 
     @property
     def failed(self) -> list[RuleResult]:
-        return [r for r in self.rules if r.status == "fail"]
+        return [r for r in self.rules if r.status == "fail" and not r.informational]
+
+    @property
+    def info(self) -> list[RuleResult]:
+        """Informational rules that found violations."""
+        return [r for r in self.rules if r.status == "info"]
 
     def __getitem__(self, rule_id: str) -> RuleResult:
         for r in self.rules:
@@ -137,8 +157,11 @@ class Report:
     def summary(self) -> str:
         nfail = len(self.failed)
         verdict = "OK" if self.ok else f"FAIL ({nfail} of {len(self.rules)} rules failed)"
-        return (f"kvmtrace analysis: {verdict} - {self.events} events, mode {self.mode or '?'}, "
-                f"{self.vcpus} vCPU{'s' if self.vcpus != 1 else ''}")
+        s = (f"kvmtrace analysis: {verdict} - {self.events} events, mode {self.mode or '?'}, "
+             f"{self.vcpus} vCPU{'s' if self.vcpus != 1 else ''}")
+        if self.info:
+            s += "; informational: " + ", ".join(f"{r.id} ({r.violations})" for r in self.info)
+        return s
 
     def __str__(self) -> str:
         return "\n".join([self.summary()] + ["  " + str(r).replace("\n", "\n  ") for r in self.rules])
@@ -156,7 +179,7 @@ class Report:
         table.add_column("first violations / note", overflow="fold")
         for r in self.rules:
             table.add_row(
-                r.id,
+                r.id + (" (informational)" if r.informational else ""),
                 Text(r.status_text, style=STATUS_STYLES.get(r.status, "")),
                 str(r.checked),
                 str(r.violations),

@@ -33,13 +33,15 @@ class Rule:
     row ``i`` for sub-check ``sub`` (``j``: the row it was compared with, or -1);
     ``needs_prev(view)``: the rule uses the previous event of the same vCPU;
     ``skip_reason(view)``: why the rule cannot run on this trace (None: it can);
-    ``finish(view, acc)``: add coverage notes after the last chunk."""
+    ``finish(view, acc)``: add coverage notes after the last chunk.
+    ``informational``: evaluated and counted, never fails a report."""
 
     id: str
     description: str
     check: Callable[[Chunk, Collector], None]
     describe: Callable[[TraceView, str, int, int], Violation]
     needs_config: bool = True
+    informational: bool = False
     needs_prev: Callable[[TraceView], bool] = _never
     skip_reason: Callable[[TraceView], str | None] = _no_skip
     finish: Callable[[TraceView, Collector], None] = _nothing
