@@ -20,6 +20,7 @@ from kvmtrace._core import VECTOR_DB, Dr6, Dr7
 from kvmtrace.analysis import CodeImage, analyze, analyze_columns
 from kvmtrace.analysis.report import Report
 from kvmtrace.cli import run
+from kvmtrace.demo import verdicts
 
 #   8000: 40     inc %ax
 #   8001: eb fd  jmp 8000
@@ -113,11 +114,11 @@ def _rendered(table: object) -> str:
     return console.export_text()
 
 
-def test_rich_table_shows_info_count() -> None:
+def test_rich_table_and_demo_verdicts_show_info_count() -> None:
     trace = kvmtrace.Trace.from_columns(step_columns(reported_dr7=0), mode="real",
                                         debug=GuestDebug(single_step=True), code_regions=[(BASE, CODE)])
     assert analyze(trace).ok
-    for out in (_rendered(analyze(trace).to_rich_table()),):
+    for out in (_rendered(analyze(trace).to_rich_table()), _rendered(verdicts(trace))):
         assert "kvmtrace analysis: OK" in out and "FAIL" not in out
         assert f"info ({N})" in out and "dr7_echo (informational)" in out
 
