@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 import iced_x86 as ix
 
@@ -37,7 +37,7 @@ class CodeImage:
 
     def __init__(self, regions: Iterable[tuple[int, bytes]] | Mapping[int, bytes]):
         items = regions.items() if isinstance(regions, Mapping) else regions
-        regs = sorted((int(a), bytes(b)) for a, b in items)
+        regs = sorted((int(a), bytes(b)) for a, b in cast("Iterable[tuple[int, bytes]]", items))
         self._starts = [a for a, _ in regs]
         self._regions = regs
 

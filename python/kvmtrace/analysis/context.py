@@ -122,9 +122,10 @@ class Chunk:
             exc_e = v.exc[self.e0:hi]
             db_e = exc_e == VECTOR_DB
             bp_e = exc_e == VECTOR_BP
-            self.db_c, self.db_p = db_e[off:], shift(db_e, off)
+            db_c = db_e[off:]
+            self.db_c, self.db_p = db_c, shift(db_e, off)
             self.bp_c, self.bp_p = bp_e[off:], shift(bp_e, off)
-            self.n_db = int(np.count_nonzero(self.db_c))
+            self.n_db = int(np.count_nonzero(db_c))
 
     def _previous(self) -> None:
         """The previous event of the same vCPU."""

@@ -85,7 +85,7 @@ def analyze(trace: Any, debug: Any = None, *, memory: Any = None, mode: Any = No
     if mode is None:
         mode = getattr(trace, "mode", None)
     if memory is None:
-        regions = getattr(trace, "code_regions", None)
+        regions: Any = getattr(trace, "code_regions", None)
         if callable(regions):
             regions = regions()
         if regions:
