@@ -699,7 +699,8 @@ def test_chunked_evaluation_is_exact(vcpus, chunk):
     assert not ref.ok
     assert got.to_dict()["rules"] == ref.to_dict()["rules"]
     assert {r.id for r in ref.failed} == {"dr6_fixed_bits", "dr6_cause", "dr6_no_accumulation",
-                                          "exception_vector", "step_completeness", "dr7_echo"}
+                                          "exception_vector", "step_completeness"}
+    assert ref["dr7_echo"].status == "info" and ref["dr7_echo"].violations == vcpus  # informational
     for r in ref.rules:
         idx = [v.index for v in r.examples]
         assert idx == sorted(idx)

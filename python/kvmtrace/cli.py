@@ -354,9 +354,10 @@ def _verdict_table(report: Any) -> Table:
     table = Table(title="DR6/DR7 verdicts (kvmtrace.analysis)")
     for c, j in (("rule", "left"), ("verdict", "left"), ("checked", "right"), ("violations", "right")):
         table.add_column(c, justify=j)  # type: ignore[arg-type]
-    styles = {"pass": "green", "fail": "bold red", "skipped": "yellow"}
+    styles = {"pass": "green", "fail": "bold red", "info": "cyan", "skipped": "yellow"}
     for r in report.rules:
-        table.add_row(r.id, Text(r.status, style=styles.get(r.status, "")), f"{r.checked:,}", f"{r.violations:,}")
+        # status_text: "info (N)" for an informational rule with violations (it never fails the run)
+        table.add_row(r.id, Text(r.status_text, style=styles.get(r.status, "")), f"{r.checked:,}", f"{r.violations:,}")
     return table
 
 
@@ -530,7 +531,7 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     run: str | None = typer.Option(None, "--run", help="Run id in a directory of run=<id> datasets."),
 ) -> None:
-    """Check a stored trace's DR6/DR7 against the x86 architecture (exit code 1 if a rule fails)."""
+    """Check a stored trace's DR6/DR7 against the x86 architecture (exit code 1 if a non-informational rule fails)."""
     t = _read(file, run)
     try:
         from kvmtrace.analysis import analyze as _analyze
