@@ -3,7 +3,6 @@ print a summary; ``--out`` streams the trace to a Parquet dataset while it runs.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,65 +23,20 @@ from kvmtrace.cli.args import (
 from kvmtrace.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     console,
     err_console,
     print_error,
     print_warning,
     usage,
 )
+from kvmtrace.cli.progress import live_progress
 from kvmtrace.cli.summary import print_summary
 from kvmtrace.exceptions import InvalidConfigError, TraceFileError
 
 NAME = "trace"
 
-PROGRESS_ROWS = 1 << 15  # rows per engine chunk: the live line updates about every 0.25 s
 ANALYZE_LIMIT = 20_000_000  # events read back for the end-of-run summary of a streamed trace
-
-
-class _ProgressSink:
-    """The sink the CLI gives the engine: counts rows for the live line; keeps them, or
-    streams them to a ParquetSink in parts of ``part_rows`` rows."""
-
-    def __init__(self, inner: Any = None, part_rows: int = 1 << 18) -> None:
-        self.inner = inner
-        self.part_rows = part_rows
-        self.events = 0
-        self.chunks: list[Any] = []
-        self.buffered = 0
-        self.t0 = time.monotonic()
-        self.full: Any = None
-
-    def write(self, chunk: Any) -> None:
-        self.events += len(chunk)
-        self.chunks.append(chunk)
-        self.buffered += len(chunk)
-        if self.inner is not None and self.buffered >= self.part_rows:
-            from kvmtrace.export import concat_traces
-
-            try:
-                self.inner.write(concat_traces(self.chunks))
-            except BaseException:
-                self.chunks.pop()  # the engine keeps the chunk that failed (in .trace); close() adds the rest
-                raise
-            self.chunks, self.buffered = [], 0
-
-    def close(self, trace: Any) -> None:
-        from kvmtrace.export import concat_traces
-
-        tail = concat_traces(self.chunks, trace) if self.chunks else trace
-        self.chunks, self.buffered = [], 0
-        if self.inner is not None:
-            self.inner.close(tail)
-        else:
-            self.full = tail
-
-    def __rich__(self) -> Text:
-        el = time.monotonic() - self.t0
-        rate = self.events / el if el > 0 else 0.0
-        s = f"tracing: {self.events:,} events  {rate:,.0f} events/s  {el:,.1f} s elapsed"
-        if self.inner is not None:
-            s += f"  -> {self.inner.path} ({self.inner.parts} parts)"
-        return Text(s, style="cyan")
 
 
 def command(
@@ -112,12 +66,12 @@ def command(
     vcpus: int = typer.Option(1, "--vcpus", min=1, help="Number of vCPUs."),
     load_addr: str = typer.Option("0x8000", "--load-addr", help="Load and entry address of --raw code."),
     top: int = typer.Option(10, "--top", min=0, help="Rows in the hottest-pcs table."),
-    part_rows: int = typer.Option(1 << 18, "--part-rows", min=1, help="Rows per Parquet part of --out."),
+    part_rows: int = typer.Option(1 << 18, "--part-rows", min=1, help="Rows per Parquet part of --out (one vCPU's rows "
+                                   "per part; the last part holds the rest of every vCPU)."),
     no_analysis: bool = typer.Option(False, "--no-analysis", help="Skip the DR6 conformance summary."),
 ) -> None:
     """Run GUEST under KVM guest debugging and record every debug exit; print a summary."""
-    from kvmtrace import GuestDebug, Machine, SinkError
-    from kvmtrace.exceptions import GuestFaultError
+    from kvmtrace import GuestDebug, Machine
 
     kind, path = guest_kind(guest, asm, elf, raw)
     mode_s = guest_mode(kind, path, mode)
@@ -134,53 +88,70 @@ def command(
             debug = GuestDebug(single_step=single_step or not (hw or sw), hw_breakpoints=hw, sw_breakpoints=sw)
         except InvalidConfigError as e:
             usage(str(e))
-        inner = None
-        if out is not None:
-            from kvmtrace.export import ParquetSink
-
-            try:
-                inner = ParquetSink(out, m, debug, overwrite=force, program=program)
-            except SinkError as e:
-                usage(f"--out: {e}")
-        sink = _ProgressSink(inner, part_rows)
-        rows = min(part_rows, PROGRESS_ROWS)
-        failure: BaseException | None = None
-        code = 0
-        from rich.live import Live
-
-        t = None
-        with Live(sink, console=err_console, refresh_per_second=8, transient=True):
-            try:
-                t = m.trace(debug, max_events=max_events, stop_at=stop, timeout=timeout, registers=regs,
-                            sink=sink, sink_rows=rows)
-            except KeyboardInterrupt as e:
-                t, failure, code = getattr(e, "trace", None), e, EXIT_INTERRUPTED
-            except (GuestFaultError, SinkError) as e:
-                t, failure, code = getattr(e, "trace", None), e, EXIT_FAILED
-    if failure is not None:
-        if code == EXIT_INTERRUPTED:
-            err_console.print(Text("interrupted: summary of the events so far", style="yellow"))
-        else:
-            print_error(f"{failure}")
+        sink = _parquet_sink(out, m, debug, force, program)
+        t, code = _run(m, debug, sink, part_rows, max_events=max_events, stop_at=stop, timeout=timeout,
+                       registers=regs)
     if t is None:
         raise typer.Exit(code or EXIT_FAILED)
-    full = sink.full if inner is None and sink.full is not None else t
-    title = f"{guest} ({kind}, {mode_s} mode)"
-    if inner is not None:
+    _report(t, sink, program, f"{guest} ({kind}, {mode_s} mode)", top, analysis=not no_analysis)
+    raise typer.Exit(code)
+
+
+def _parquet_sink(out: Path | None, m: Any, debug: Any, force: bool, program: Any) -> Any:
+    """The ParquetSink of ``--out`` (None without it): the engine writes its chunks straight to it."""
+    if out is None:
+        return None
+    from kvmtrace import SinkError
+    from kvmtrace.export import ParquetSink
+
+    try:
+        return ParquetSink(out, m, debug, overwrite=force, program=program)
+    except SinkError as e:
+        usage(f"--out: {e}")
+
+
+def _run(m: Any, debug: Any, sink: Any, part_rows: int, **limits: Any) -> tuple[Any, int]:
+    """Trace with the live progress line; (the trace or the rows so far, the exit code).
+
+    A guest fault, a sink failure or Ctrl-C still yields the rows recorded before it
+    (the exception's ``.trace``), so the summary covers them.
+    """
+    from kvmtrace import SinkError
+    from kvmtrace.exceptions import GuestFaultError
+
+    failure: BaseException | None = None
+    code = EXIT_OK
+    with live_progress(sink) as progress:
+        try:
+            t = m.trace(debug, sink=sink, sink_rows=part_rows if sink is not None else None, progress=progress,
+                        **limits)
+        except KeyboardInterrupt as e:
+            t, failure, code = getattr(e, "trace", None), e, EXIT_INTERRUPTED
+        except (GuestFaultError, SinkError) as e:
+            t, failure, code = getattr(e, "trace", None), e, EXIT_FAILED
+    if code == EXIT_INTERRUPTED:
+        err_console.print(Text("interrupted: summary of the events so far", style="yellow"))
+    elif failure is not None:
+        print_error(f"{failure}")
+    return t, code
+
+
+def _report(t: Any, sink: Any, program: Any, title: str, top: int, analysis: bool) -> None:
+    """The end-of-run summary: of the trace in memory, or of the dataset read back from disk."""
+    full = t
+    if sink is not None:
+        full = None
         if t.event_count <= ANALYZE_LIMIT:
             try:
-                full = read_stored_trace(out, None)  # type: ignore[arg-type]
+                full = read_stored_trace(sink.path, None)
             except (TraceFileError, ImportError) as e:
-                print_warning(f"cannot read back {out}: {e}")
-        else:
-            full = None
+                print_warning(f"cannot read back {sink.path}: {e}")
+                full = t
     if full is None:
-        console.print(f"{t.event_count:,} events streamed to {escape(str(out))}, stop reason "
-                      f"{t.stop_reason.value}; run `kvmtrace show {escape(str(out))}` and `kvmtrace analyze "
-                      f"{escape(str(out))}`")
+        where = escape(str(sink.path))
+        console.print(f"{t.event_count:,} events streamed to {where}, stop reason {t.stop_reason.value}; "
+                      f"run `kvmtrace show {where}` and `kvmtrace analyze {where}`")
     else:
-        print_summary(full, program, title, top, analysis=not no_analysis)
-    if inner is not None:
-        console.print(f"trace written to [bold]{escape(str(inner.path))}[/] "
-                      f"({inner.parts} part(s), {inner.rows:,} rows)")
-    raise typer.Exit(code)
+        print_summary(full, program, title, top, analysis=analysis)
+    if sink is not None:
+        console.print(f"trace written to [bold]{escape(str(sink.path))}[/] ({sink.parts} part(s), {sink.rows:,} rows)")
