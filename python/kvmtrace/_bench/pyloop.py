@@ -29,6 +29,9 @@ import mmap
 import os
 import time
 
+from kvmtrace._bench.guests import LOAD_ADDR, MEMORY_SIZE
+from kvmtrace._core import EXIT_PORT, GUESTDBG_FLAGS
+
 # ---------------------------------------------------------------------------
 # ioctl encoding (asm-generic/ioctl.h) and KVM constants (linux/kvm.h)
 # ---------------------------------------------------------------------------
@@ -59,15 +62,13 @@ KVM_EXIT_HLT = 5
 KVM_EXIT_FAIL_ENTRY = 9
 KVM_EXIT_INTERNAL_ERROR = 17
 KVM_EXIT_IO_OUT = 1
-KVM_GUESTDBG_ENABLE = 0x1
-KVM_GUESTDBG_SINGLESTEP = 0x2
+_GUESTDBG = {name: bit for bit, name in GUESTDBG_FLAGS.items()}
+KVM_GUESTDBG_ENABLE = _GUESTDBG["KVM_GUESTDBG_ENABLE"]
+KVM_GUESTDBG_SINGLESTEP = _GUESTDBG["KVM_GUESTDBG_SINGLESTEP"]
 KVM_CAP_SYNC_REGS = 74
 KVM_SYNC_X86_REGS = 1 << 0
 
-GUEST_MEM_SIZE = 1 << 20
-LOAD_ADDR = 0x8000
 INITIAL_SP = 0x7000
-EXIT_PORT = 0xF4
 TSS_ADDR = 0xFFFBD000
 
 u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
@@ -249,7 +250,7 @@ def run_pyloop(
         raise ValueError("events must be >= 0")
     if not code:
         raise ValueError("empty guest image")
-    if len(code) > GUEST_MEM_SIZE - LOAD_ADDR:
+    if len(code) > MEMORY_SIZE - LOAD_ADDR:
         raise ValueError("guest image too large")
 
     fds: list[int] = []
@@ -272,13 +273,13 @@ def run_pyloop(
         _ioctl_ulong(vm, KVM_SET_TSS_ADDR, TSS_ADDR)
 
         # Guest memory: anonymous mapping, registered by address.
-        mem = mmap.mmap(-1, GUEST_MEM_SIZE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        mem = mmap.mmap(-1, MEMORY_SIZE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         mem[LOAD_ADDR : LOAD_ADDR + len(code)] = code
         anchor = ctypes.c_char.from_buffer(mem)
         mem_addr = ctypes.addressof(anchor)
         del anchor  # drop the buffer export so mem can be closed later
         region = KvmUserspaceMemoryRegion(
-            slot=0, flags=0, guest_phys_addr=0, memory_size=GUEST_MEM_SIZE,
+            slot=0, flags=0, guest_phys_addr=0, memory_size=MEMORY_SIZE,
             userspace_addr=mem_addr,
         )
         fcntl.ioctl(vm, KVM_SET_USER_MEMORY_REGION, region)
