@@ -10,13 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from kvmtrace import guests
-from kvmtrace._core import GuestDebug
+from kvmtrace._core import Dr6, GuestDebug
 from kvmtrace.machine import Machine
 from kvmtrace.program import Program
 from kvmtrace.symbols import dr6_causes
 from kvmtrace.trace import Trace
 
-DR6_CLEAN = 0xFFFF0FF0
+SINGLE_STEP_DR6 = Dr6.CLEAN | Dr6.BS
+"""DR6 of a single-step trap and nothing else: BS over the bits that read 1."""
 
 
 def save(trace: Trace, out: Path, program: Program | None = None, host_caps: dict[str, Any] | None = None) -> Path:
@@ -57,8 +58,9 @@ def run_demo(out: Path, show: int = 10, console: Console | None = None) -> Trace
     for col in ("dr6", "causes", "events", "architectural for a single-step trap?"):
         summary.add_column(col)
     for v, n in sorted(trace.dr6_summary().items(), key=lambda kv: -kv[1]):
-        ok = v == (DR6_CLEAN | 1 << 14)
-        summary.add_row(f"{v:#x}", dr6_causes(v), f"{n:,}", "[green]yes[/]" if ok else "[red]no[/] (expected 0xffff4ff0)")
+        ok = v == SINGLE_STEP_DR6
+        summary.add_row(f"{v:#x}", dr6_causes(v), f"{n:,}",
+                        "[green]yes[/]" if ok else f"[red]no[/] (expected {SINGLE_STEP_DR6:#x})")
     console.print(summary)
     from kvmtrace.analysis import analyze
 
