@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from kvmtrace._core import VECTOR_BP, VECTOR_DB, Dr6
+from kvmtrace._core import VECTOR_BP, VECTOR_DB, Dr6, __version__
 from kvmtrace.program import Program
 from kvmtrace.symbols import FLOW_CALL, FLOW_INT, FLOW_RET, Disassembler, dr6_causes, resolve_program
 
@@ -177,7 +177,7 @@ def to_perfetto(trace: Any, path: str | os.PathLike[str], program: Program | Non
     md = getattr(trace, "metadata", None) or {}
     other = {
         "tool": "kvmtrace",
-        "kvmtrace_version": md.get("kvmtrace_version") or _version(),
+        "kvmtrace_version": md.get("kvmtrace_version") or __version__,
         "mode": getattr(trace, "mode", None),
         "stop_reason": str(getattr(trace, "stop_reason", "")),
         "event_count": int(getattr(trace, "event_count", len(trace))),
@@ -195,9 +195,3 @@ def to_perfetto(trace: Any, path: str | os.PathLike[str], program: Program | Non
         f.write("\n]}\n")
     summary["path"] = str(p)
     return summary
-
-
-def _version() -> str:
-    from kvmtrace import __version__
-
-    return __version__

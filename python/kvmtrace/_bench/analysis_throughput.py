@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+import kvmtrace
 from kvmtrace._bench.dense import step_loop_pcs
 from kvmtrace._bench.guests import LOAD_ADDR, STEP_LOOP
 from kvmtrace._bench.measure import Measurement
@@ -30,8 +31,6 @@ def synthetic_step_trace(n: int, distinct: int | None = None) -> Any:
     ``distinct=None``: STEP_LOOP (4 distinct pcs); otherwise :func:`wide_loop`
     with ``distinct`` instructions, so the decoding rules see that many pcs.
     """
-    import kvmtrace
-
     debug = kvmtrace.GuestDebug(single_step=True)
     seq = np.arange(n, dtype=np.uint64)
     if distinct is None:
@@ -64,8 +63,6 @@ def analysis_missing() -> str | None:
 
 def analysis_throughput(trace: Any) -> Measurement:
     """Time ``kvmtrace.analyze(trace)`` (all rules) on a trace."""
-    import kvmtrace
-
     t0 = time.perf_counter()
     report = kvmtrace.analyze(trace)
     seconds = time.perf_counter() - t0

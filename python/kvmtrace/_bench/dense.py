@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+import kvmtrace
 from kvmtrace._bench import cbaseline
 from kvmtrace._bench.guests import LOAD_ADDR, MEMORY_SIZE, STEP_LOOP, STEP_LOOP_INSN_OFFSETS
 from kvmtrace._bench.measure import BenchCheckError, Measurement
+from kvmtrace._bench.pyloop import run_pyloop
 from kvmtrace._core import VECTOR_DB, Dr6
 
 TARGET_RATIO = 0.97
@@ -89,8 +91,6 @@ def kvmtrace_step_loop(
     keep_trace: bool = False,
 ) -> Measurement:
     """Single-step STEP_LOOP for ``events`` exits with ``Machine.trace`` (from Python)."""
-    import kvmtrace
-
     with kvmtrace.Machine(memory_size=MEMORY_SIZE, mode="real") as m:
         m.load(STEP_LOOP, LOAD_ADDR)
         m.set_entry(LOAD_ADDR)
@@ -137,8 +137,6 @@ def c_step_loop(binary: str | os.PathLike[str], events: int, *, regs: bool = Fal
 
 def py_step_loop(events: int, *, regs: bool = False, name: str = "pure Python") -> Measurement:
     """The pure-Python ioctl loop on STEP_LOOP."""
-    from kvmtrace._bench.pyloop import run_pyloop
-
     r = run_pyloop(STEP_LOOP, events, regs=regs)
     if r["events"] != events or r["stop"] != "limit" or r["checksum"] != step_loop_checksum(events):
         raise BenchCheckError(f"{name}: unexpected result {r}")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import kvmtrace
 from kvmtrace._bench.guests import LOAD_ADDR, MEMORY_SIZE, STEP_LOOP
 from kvmtrace._bench.measure import BenchCheckError
 
@@ -61,8 +62,6 @@ def rss_child(events: int, kind: str, path: str | None = None, sink_rows: int | 
     ``kind``: "memory" (no sink: rows kept in memory), "null" (:class:`NullSink`)
     or "parquet" (``sink=path``). Peak RSS is VmHWM of this process.
     """
-    import kvmtrace
-
     with kvmtrace.Machine(memory_size=MEMORY_SIZE, mode="real") as m:
         m.load(STEP_LOOP, LOAD_ADDR)
         m.set_entry(LOAD_ADDR)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+import kvmtrace
 from kvmtrace._bench.guests import HOT_FUNC_OFFSET, LOAD_ADDR, MEMORY_SIZE, make_hot_guest
 from kvmtrace._bench.measure import BenchCheckError, Measurement
 from kvmtrace._core import VECTOR_DB, Dr6
@@ -18,8 +19,6 @@ HOT_OUT_OFFSET = 0x10  # `out %al, $0xf4` in the hot guest: where Unicorn stops
 
 def kvmtrace_hot(calls: int, *, breakpoint: bool) -> Measurement:
     """Run HOT_GUEST (``calls`` calls of the hot function) with or without an exec breakpoint on it."""
-    import kvmtrace
-
     if breakpoint:
         debug = kvmtrace.GuestDebug(hw_breakpoints=[kvmtrace.HwBreakpoint(HOT_ADDR, kind="exec")])
     else:
