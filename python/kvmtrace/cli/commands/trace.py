@@ -155,3 +155,6 @@ def _report(t: Any, sink: Any, program: Any, title: str, top: int, analysis: boo
         print_summary(full, program, title, top, analysis=analysis)
     if sink is not None:
         console.print(f"trace written to [bold]{escape(str(sink.path))}[/] ({sink.parts} part(s), {sink.rows:,} rows)")
+        if sink.rows < t.event_count:  # a part write failed (disk full, or Ctrl-C while writing it)
+            print_warning(f"{t.event_count - sink.rows:,} of the {t.event_count:,} events recorded are not in "
+                          f"{sink.path}: the dataset ends at its last complete part")
