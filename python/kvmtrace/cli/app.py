@@ -6,18 +6,18 @@ analysis rules), 2 a usage error (bad arguments, missing or unreadable files),
 
 A command is a module in :mod:`kvmtrace.cli.commands` with ``NAME`` and a
 ``command`` function (its typer options and docstring are the command's help),
-listed once in :data:`COMMANDS`.
+named once in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import typer
 import typer.core
 
-from kvmtrace.cli.commands import analyze, bench, conformance, demo, export, show, trace
 from kvmtrace.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -29,8 +29,9 @@ from kvmtrace.cli.output import (
 )
 from kvmtrace.exceptions import InvalidConfigError, KvmTraceError, TraceFileError
 
-COMMANDS = (demo, trace, show, analyze, export, conformance, bench)
-"""The commands in the order ``kvmtrace --help`` lists them."""
+COMMANDS = ("demo", "trace", "show", "analyze", "export", "conformance", "bench")
+"""The modules of :mod:`kvmtrace.cli.commands`, in the order ``kvmtrace --help`` lists
+them: a new command is a module there and its name here."""
 
 app = typer.Typer(
     help="kvmtrace: vCPU debug tracing on Linux KVM (single-step, breakpoints, DR6 conformance).",
@@ -47,8 +48,9 @@ def _root() -> None:
     widen_when_piped()
 
 
-for _command in COMMANDS:
-    app.command(_command.NAME)(_command.command)
+for _name in COMMANDS:
+    _module = importlib.import_module(f"kvmtrace.cli.commands.{_name}")
+    app.command(_module.NAME)(_module.command)
 
 
 def _click_module() -> Any:
