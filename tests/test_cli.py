@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +60,10 @@ def test_help_everywhere(capsys):  # type: ignore[no-untyped-def]
 
 
 def test_entry_point_subprocess(tmp_path):  # type: ignore[no-untyped-def]
-    exe = shutil.which("kvmtrace")
-    cmd = [exe] if exe else [sys.executable, "-m", "kvmtrace.cli"]
+    # The console script installed with this interpreter, not whichever `kvmtrace` PATH finds first
+    # (that may belong to another install of kvmtrace).
+    exe = Path(sys.executable).with_name("kvmtrace")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "kvmtrace.cli"]
     r = subprocess.run([*cmd, "show", str(tmp_path / "nope.parquet")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: {tmp_path / 'nope.parquet'}: no such file or directory"

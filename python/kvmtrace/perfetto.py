@@ -28,14 +28,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from kvmtrace import _core
+from kvmtrace._core import VECTOR_BP, VECTOR_DB, Dr6, __version__
 from kvmtrace.program import Program
 from kvmtrace.symbols import FLOW_CALL, FLOW_INT, FLOW_RET, Disassembler, dr6_causes, resolve_program
 
 __all__ = ["to_perfetto", "perfetto_events"]
 
-DR6_BS = 1 << 14
-DR6_HITS = 0xF | 1 << 13  # B0-B3, BD
+DR6_HITS = Dr6.B0 | Dr6.B1 | Dr6.B2 | Dr6.B3 | Dr6.BD  # a breakpoint (or general detect) fired
 PID = 1
 
 
@@ -44,7 +43,7 @@ def _is_single_step(trace: Any) -> bool:
     if debug is not None:
         return bool(debug.single_step)
     dr6 = np.asarray(trace.dr6)
-    return bool(dr6.size) and int(np.count_nonzero(dr6 & DR6_BS)) * 2 > dr6.size
+    return bool(dr6.size) and int(np.count_nonzero(dr6 & Dr6.BS)) * 2 > dr6.size
 
 
 def _name(program: Program | None, pc: int, *, function: bool = False) -> str:
@@ -142,13 +141,13 @@ def perfetto_events(trace: Any, program: Program | None = None, *, slices: bool 
             n_slices += len(track)
         if instants:
             if single:
-                hit = np.flatnonzero(((dr6[idx] & DR6_HITS) != 0) | (exc[idx] != 1))
+                hit = np.flatnonzero(((dr6[idx] & DR6_HITS) != 0) | (exc[idx] != VECTOR_DB))
             else:
                 hit = np.arange(idx.size)
             for k in hit.tolist():
                 i = int(idx[k])
                 p, d6, e = int(pc[i]), int(dr6[i]), int(exc[i])
-                what = "#BP" if e == 3 else (dr6_causes(d6) if e == 1 else f"vector {e}")
+                what = "#BP" if e == VECTOR_BP else (dr6_causes(d6) if e == VECTOR_DB else f"vector {e}")
                 sym = _name(program, p)
                 track.append((float(ts[k]), 1, 0, {
                     "name": f"{what} {sym}", "cat": "breakpoint", "ph": "i", "s": "t", "pid": PID, "tid": v,
@@ -178,7 +177,7 @@ def to_perfetto(trace: Any, path: str | os.PathLike[str], program: Program | Non
     md = getattr(trace, "metadata", None) or {}
     other = {
         "tool": "kvmtrace",
-        "kvmtrace_version": md.get("kvmtrace_version") or _version(),
+        "kvmtrace_version": md.get("kvmtrace_version") or __version__,
         "mode": getattr(trace, "mode", None),
         "stop_reason": str(getattr(trace, "stop_reason", "")),
         "event_count": int(getattr(trace, "event_count", len(trace))),
@@ -196,7 +195,3 @@ def to_perfetto(trace: Any, path: str | os.PathLike[str], program: Program | Non
         f.write("\n]}\n")
     summary["path"] = str(p)
     return summary
-
-
-def _version() -> str:
-    return _core.__version__

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from kvmtrace._core import Dr6
 from kvmtrace.program import MODE_BITS, Program, Segment, Symbol
 
 __all__ = [
@@ -230,10 +231,8 @@ def disassemble(trace: Any, pc: int, count: int = 1, program: Program | None = N
 
 
 def dr6_causes(v: int) -> str:
-    """The DR6 status bits set in ``v`` (B0-B3, BD, BS, BT; RTM=0 if bit 16 is clear)."""
-    names = [n for bit, n in ((0, "B0"), (1, "B1"), (2, "B2"), (3, "B3"), (13, "BD"), (14, "BS"), (15, "BT"))
-             if v >> bit & 1]
-    if not v >> 16 & 1:
-        names.append("RTM=0")
-    return "|".join(names) or "-"
+    """The DR6 status bits set in ``v`` (B0-B3, BD, BS, BT; RTM=0 if bit 16 is clear),
+    ``-`` when none is: ``Dr6.names`` in the tables' spelling of "none"."""
+    names = Dr6.names(int(v))
+    return "-" if names == "none" else names
 

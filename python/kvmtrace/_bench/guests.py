@@ -24,11 +24,16 @@ import shutil
 import subprocess
 import tempfile
 
+from kvmtrace._core import EXIT_PORT
+
 LOAD_ADDR = 0x8000
 """Guest-physical (= linear, real mode with base 0) load and entry address."""
 
-EXIT_PORT = 0xF4
-"""Port the guests write to when they are done (an OUT exit, then HLT)."""
+MEMORY_SIZE = 1 << 20
+"""Guest memory of the benchmark VMs: the guests live below 1 MiB (real mode)."""
+
+# EXIT_PORT (kvmtrace's isa-debug-exit port) is where the guests write when they
+# are done (an OUT exit, then HLT); their machine code spells it as 0xf4.
 
 # --------------------------------------------------------------------------
 # STEP_LOOP: tight infinite loop for dense single-step benchmarks.
@@ -158,6 +163,7 @@ def assemble(source: str) -> bytes:
 __all__ = [
     "LOAD_ADDR",
     "EXIT_PORT",
+    "MEMORY_SIZE",
     "STEP_LOOP",
     "STEP_LOOP_ASM",
     "STEP_LOOP_INSN_OFFSETS",

@@ -1,0 +1,100 @@
+"""Timed runs and how rounds are paired: :class:`Measurement`, :func:`interleave`,
+:func:`summarize`, :func:`cost_per_hit`.
+
+This class of machine (a VM, KVM inside it) drifts by 10-40 % between consecutive
+runs, so contenders run interleaved (order reversed every other round) and ratios
+are medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+
+class BenchCheckError(AssertionError):
+    """A benchmark run produced wrong results (wrong pcs, wrong stop, ...)."""
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One timed run: ``events`` recorded in ``seconds`` of the run loop."""
+
+    name: str
+    events: int
+    seconds: float
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cpu_seconds: float | None = None
+    """CPU time (user + system) spent on the run: unlike wall time, not inflated when
+    other processes share the CPUs."""
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_events_per_s(self) -> float | None:
+        """Events per CPU-second (None when the contender does not report CPU time)."""
+        if self.cpu_seconds is None or self.cpu_seconds <= 0:
+            return None
+        return self.events / self.cpu_seconds
+
+
+
+def interleave(
+    contenders: Mapping[str, Callable[[], Measurement]],
+    rounds: int,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, list[Measurement]]:
+    """Run every contender once per round, reversing the order every other round."""
+    names = list(contenders)
+    out: dict[str, list[Measurement]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else names[::-1]:
+            if progress is not None:
+                progress(n, r)
+            out[n].append(contenders[n]())
+    return out
+
+
+def summarize(runs: Mapping[str, Sequence[Measurement]], reference: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per contender: median/best events/s and, against ``reference``, the ratios.
+
+    ``ratio`` is the median over rounds of (contender / reference) from the same
+    round (paired, so slow phases of the machine cancel out); ``ratio_best`` is
+    best / best; ``cpu_ratio`` is the median paired ratio of events per CPU-second.
+    """
+    ref = list(runs[reference]) if reference is not None and reference in runs else None
+    out: dict[str, dict[str, Any]] = {}
+    for name, ms in runs.items():
+        rates = [m.events_per_s for m in ms]
+        d: dict[str, Any] = {
+            "events": ms[0].events if ms else 0,
+            "rounds": len(ms),
+            "events_per_s": statistics.median(rates) if rates else 0.0,
+            "events_per_s_best": max(rates) if rates else 0.0,
+            "events_per_s_rounds": rates,
+        }
+        if ref is not None and ms:
+            pairs = [m.events_per_s / c.events_per_s for m, c in zip(ms, ref) if c.events_per_s > 0]
+            d["ratio"] = statistics.median(pairs) if pairs else None
+            d["ratio_rounds"] = pairs
+            best_ref = max(c.events_per_s for c in ref)
+            d["ratio_best"] = d["events_per_s_best"] / best_ref if best_ref > 0 else None
+            cpu_pairs = [a / b for a, b in ((m.cpu_events_per_s, c.cpu_events_per_s) for m, c in zip(ms, ref))
+                         if a is not None and b]
+            d["cpu_ratio"] = statistics.median(cpu_pairs) if cpu_pairs else None
+            d["cpu_ratio_rounds"] = cpu_pairs
+        cpu_rates = [m.cpu_events_per_s for m in ms if m.cpu_events_per_s is not None]
+        d["cpu_events_per_s"] = statistics.median(cpu_rates) if cpu_rates else None
+        out[name] = d
+    return out
+
+
+
+def cost_per_hit(with_hits: Sequence[Measurement], without: Sequence[Measurement]) -> float:
+    """Median seconds added per hit: (t_with - t_without) / hits, paired by round."""
+    costs = [(a.seconds - b.seconds) / a.events for a, b in zip(with_hits, without) if a.events]
+    return statistics.median(costs) if costs else float("nan")

@@ -1,0 +1,5 @@
+"""``python -m kvmtrace.cli``."""
+
+from kvmtrace.cli.app import main
+
+main()
