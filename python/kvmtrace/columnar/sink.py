@@ -136,7 +136,10 @@ class ParquetSink:
             meta["code_regions"] = regions_json(self._first_regions)
         try:
             self._write_part(chunk, meta)
-        except BaseException as e:
+        except Exception as e:
+            # A failed write: the rows stay in memory (.trace) only. An interrupt
+            # (Ctrl-C) is not a failure of the disk: the part was not renamed into
+            # place, so close() writes these rows with the tail.
             self.failed = e
             raise
 
