@@ -89,14 +89,44 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// User and system CPU time of the calling thread, in nanoseconds.
-pub fn thread_cpu_ns() -> (u64, u64) {
-    // SAFETY: rusage is plain data written by getrusage; RUSAGE_THREAD is Linux's.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage.
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-        return (0, 0);
+/// What the calling thread has used so far: user and system CPU (ns), minor faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadUsage {
+    pub user_ns: u64,
+    pub sys_ns: u64,
+    pub minor_faults: u64,
+}
+
+impl ThreadUsage {
+    pub fn now() -> ThreadUsage {
+        // SAFETY: rusage is plain data written by getrusage; RUSAGE_THREAD is Linux's.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is a valid, writable rusage.
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+            return ThreadUsage::default();
+        }
+        let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+        ThreadUsage {
+            user_ns: ns(ru.ru_utime),
+            sys_ns: ns(ru.ru_stime),
+            minor_faults: ru.ru_minflt as u64,
+        }
     }
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
-    (ns(ru.ru_utime), ns(ru.ru_stime))
+
+    /// What was used between `earlier` and `self`.
+    pub fn since(self, earlier: ThreadUsage) -> ThreadUsage {
+        ThreadUsage {
+            user_ns: self.user_ns.saturating_sub(earlier.user_ns),
+            sys_ns: self.sys_ns.saturating_sub(earlier.sys_ns),
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+        }
+    }
+
+    pub fn plus(self, o: ThreadUsage) -> ThreadUsage {
+        ThreadUsage {
+            user_ns: self.user_ns + o.user_ns,
+            sys_ns: self.sys_ns + o.sys_ns,
+            minor_faults: self.minor_faults + o.minor_faults,
+        }
+    }
 }

@@ -202,6 +202,11 @@ class Trace:
         return self._t.cpu_system_s
 
     @property
+    def page_faults(self) -> int:
+        """Minor page faults the vCPU loops took (none per event: column storage is populated up front)."""
+        return self._t.page_faults
+
+    @property
     def memory_bytes(self) -> int:
         """Heap bytes held by the columns."""
         return self._t.memory_bytes

@@ -237,7 +237,7 @@ impl Vcpu {
     }
 
     /// One `KVM_RUN`.
-    #[inline]
+    #[inline(always)]
     pub fn run(&mut self) -> Result<Exit> {
         let mut exit = exits::decode(self.fd.run())?;
         self.io_pending = matches!(

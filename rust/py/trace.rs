@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::debug::GuestDebug;
 use crate::error::Error;
+use crate::kick::ThreadUsage;
 use crate::kvm::regs::Gp;
 use crate::py::debug::PyGuestDebug;
 use crate::recorder::{Columns, Runs, Seq, Vcpus};
@@ -31,8 +32,8 @@ pub struct TraceMeta {
     pub vcpus: usize,
     pub debug: Option<GuestDebug>,
     pub code_regions: Vec<(u64, Vec<u8>)>,
-    /// User and system CPU time of the vCPU loops, in nanoseconds.
-    pub cpu_ns: (u64, u64),
+    /// CPU time and page faults of the vCPU loops.
+    pub usage: ThreadUsage,
 }
 
 /// Full columns made from what the trace stores once (seq, vcpu) or as runs (dr7),
@@ -79,7 +80,7 @@ impl PyTrace {
                 vcpus,
                 debug: None,
                 code_regions: Vec::new(),
-                cpu_ns: (0, 0),
+                usage: ThreadUsage::default(),
             },
         }
     }
@@ -108,7 +109,7 @@ impl PyTrace {
                 vcpus,
                 debug: Some(debug),
                 code_regions,
-                cpu_ns: r.cpu_ns,
+                usage: r.usage,
             },
             cols: Arc::new(r.cols),
         })
@@ -362,12 +363,18 @@ impl PyTrace {
     /// User CPU seconds of the vCPU loops (their threads), summed over vCPUs.
     #[getter]
     fn cpu_user_s(&self) -> f64 {
-        self.meta.cpu_ns.0 as f64 / 1e9
+        self.meta.usage.user_ns as f64 / 1e9
     }
     /// System (kernel: KVM_RUN) CPU seconds of the vCPU loops, summed over vCPUs.
     #[getter]
     fn cpu_system_s(&self) -> f64 {
-        self.meta.cpu_ns.1 as f64 / 1e9
+        self.meta.usage.sys_ns as f64 / 1e9
+    }
+    /// Minor page faults the vCPU loops took (column storage is populated up front,
+    /// so a dense trace takes none per event).
+    #[getter]
+    fn page_faults(&self) -> u64 {
+        self.meta.usage.minor_faults
     }
     /// Heap bytes held by the columns (and by seq/vcpu/dr7 arrays made on request).
     #[getter]
@@ -443,7 +450,7 @@ impl PyTrace {
                 vcpus,
                 debug: debug.map(|d| d.inner.clone()),
                 code_regions,
-                cpu_ns: (0, 0),
+                usage: ThreadUsage::default(),
             },
         })
     }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{now_ns, TraceClock};
 use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
+use crate::kick::ThreadUsage;
 use crate::kvm::vm::Vm;
 use crate::recorder::Columns;
 
@@ -47,8 +48,8 @@ pub struct TraceResult {
     pub exits: u64,
     pub start_ns: u64,
     pub end_ns: u64,
-    /// User and system CPU time of the vCPU loops (summed over vCPUs), in nanoseconds.
-    pub cpu_ns: (u64, u64),
+    /// CPU time and page faults of the vCPU loops, summed over vCPUs.
+    pub usage: ThreadUsage,
 }
 
 /// Trace every vCPU of `vm` under `debug` until each stops.
@@ -72,6 +73,7 @@ pub fn trace(
             hooks,
             patches: &patches,
             clock,
+            faults: step_over::Faults::new(debug),
         };
         run_threads(vcpus, &env)
     };
@@ -244,7 +246,8 @@ fn assemble(
     let n = results.len();
     let mut parts = Vec::with_capacity(n);
     let mut per_vcpu = Vec::with_capacity(n);
-    let (mut console, mut events, mut exits, mut cpu_ns) = (Vec::new(), 0, 0, (0, 0));
+    let (mut console, mut events, mut exits) = (Vec::new(), 0, 0);
+    let mut usage = ThreadUsage::default();
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(mut r) => {
@@ -254,7 +257,7 @@ fn assemble(
                 console.extend(r.console);
                 events += r.events;
                 exits += r.exits;
-                cpu_ns = (cpu_ns.0 + r.cpu_ns.0, cpu_ns.1 + r.cpu_ns.1);
+                usage = usage.plus(r.usage);
             }
             Err(_) => {
                 let r = StopReason::error(Error::Thread(
@@ -294,6 +297,6 @@ fn assemble(
         exits,
         start_ns: 0,
         end_ns: 0,
-        cpu_ns,
+        usage,
     }
 }

@@ -3,6 +3,7 @@
 //! run that instruction once with the trigger disarmed (a single step under the
 //! hood) and re-arm it, or the same event would fire again at once.
 
+use crate::arch::dr7::{self, BpKind};
 use crate::arch::{dr6, INT3, VECTOR_BP, VECTOR_DB};
 use crate::debug::GuestDebug;
 use crate::error::Result;
@@ -41,6 +42,54 @@ impl Int3Patches {
 
     fn original(&self, addr: u64) -> Option<u8> {
         self.orig.iter().find(|(a, _)| *a == addr).map(|(_, b)| *b)
+    }
+}
+
+/// What in one configuration can park a vCPU, worked out once per trace: the
+/// check runs on every event, and with plain single-step nothing can.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Enabled instruction breakpoints: (slot, address).
+    exec: Vec<(usize, u64)>,
+    general_detect: bool,
+    sw: bool,
+}
+
+impl Faults {
+    pub fn new(debug: &GuestDebug) -> Self {
+        let (v, dr) = (debug.dr7(), debug.dr0_3());
+        let exec = (0..4)
+            .filter(|&i| dr7::enabled(v, i) && dr7::kind_of(v, i) == BpKind::Exec)
+            .map(|i| (i, dr[i]))
+            .collect();
+        Faults {
+            exec,
+            general_detect: debug.general_detect,
+            sw: !debug.sw_breakpoints.is_empty(),
+        }
+    }
+
+    /// `fault_of(debug, ev)` for the configuration these faults were made from.
+    #[inline(always)]
+    pub fn of(&self, debug: &GuestDebug, ev: &DebugEvent) -> Option<Parked> {
+        if self.exec.is_empty() && !self.general_detect && !self.sw {
+            return None;
+        }
+        match ev.exception as u8 {
+            VECTOR_BP if self.sw && debug.sw_breakpoints.contains(&ev.pc) => {
+                Some(Parked::SwBreakpoint { addr: ev.pc })
+            }
+            VECTOR_DB if self.general_detect && ev.dr6 & dr6::BD != 0 => {
+                Some(Parked::GeneralDetect { pc: ev.pc })
+            }
+            VECTOR_DB => self
+                .exec
+                .iter()
+                .find(|&&(_, addr)| addr == ev.pc)
+                .filter(|&&(slot, _)| ev.dr6 & dr6::B[slot] != 0)
+                .map(|&(slot, pc)| Parked::HwExec { slot, pc }),
+            _ => None,
+        }
     }
 }
 

@@ -202,6 +202,7 @@ mod coordinator {
             hooks: &hooks,
             patches: &patches,
             clock: crate::clock::TraceClock::start(),
+            faults: Faults::default(),
         };
         let mut coord = Coordinator::new(&env);
         coord.deliver(chunk(0x100, 3));
@@ -219,5 +220,48 @@ mod coordinator {
         assert_eq!(kept, [0x100, 0x101, 0x102, 0x200, 0x201]);
         let stop = ctl.stop().unwrap();
         assert_eq!((stop.vcpu, stop.reason.name()), (None, "sink_error"));
+    }
+}
+
+#[test]
+fn precomputed_faults_agree_with_fault_of() {
+    let configs = [
+        dbg(),
+        GuestDebug::default(),
+        GuestDebug {
+            general_detect: true,
+            single_step: true,
+            ..Default::default()
+        },
+        GuestDebug {
+            raw: Some(crate::debug::RawDebugRegs {
+                dr: [0x8000, 0x8000, 0x9000, 0x1000],
+                dr7: 0x0d0_0415,
+            }),
+            ..Default::default()
+        },
+    ];
+    for d in &configs {
+        let f = Faults::new(d);
+        for exception in [1u32, 3, 6] {
+            for pc in [0x8000u64, 0x8001, 0x9000, 0x1000] {
+                for dr6 in [
+                    0xffff0ff0u64,
+                    0xffff0ff1,
+                    0xffff0ff2,
+                    0xffff0ff4,
+                    0xffff2ff0,
+                    0xffff4ff0,
+                ] {
+                    let ev = DebugEvent {
+                        exception,
+                        pc,
+                        dr6,
+                        dr7: 0,
+                    };
+                    assert_eq!(f.of(d, &ev), fault_of(d, &ev), "{d:?} {ev:?}");
+                }
+            }
+        }
     }
 }

@@ -7,13 +7,14 @@ use crate::debug::flags::KVM_GUESTDBG_INJECT_BP;
 use crate::debug::GuestDebug;
 use crate::error::{Callback, Error};
 use crate::exits::{DebugEvent, Exit};
+use crate::kick::ThreadUsage;
 use crate::kvm::memory::GuestMemory;
 use crate::kvm::vcpu::{Parked, Vcpu};
 use crate::recorder::Columns;
 
 use super::config::TraceConfig;
 use super::hooks::{Handled, Hooks};
-use super::step_over::{self, Int3Patches, MAX_REFIRES};
+use super::step_over::{self, Faults, Int3Patches, MAX_REFIRES};
 use super::stop::{Control, StopReason};
 
 /// Port whose writes are the guest's console (QEMU's debugcon convention).
@@ -33,6 +34,8 @@ pub struct Env<'a> {
     pub patches: &'a Int3Patches,
     /// What the per-event timestamps are read from.
     pub clock: TraceClock,
+    /// What in `debug` can park a vCPU (checked on every event).
+    pub faults: Faults,
 }
 
 /// Where a full chunk of rows goes.
@@ -47,8 +50,8 @@ pub struct VcpuResult {
     pub stop: StopReason,
     pub events: u64,
     pub exits: u64,
-    /// User and system CPU time of this vCPU's loop (its thread), in nanoseconds.
-    pub cpu_ns: (u64, u64),
+    /// CPU time and page faults of this vCPU's loop (its thread).
+    pub usage: ThreadUsage,
 }
 
 enum Flow {
@@ -93,7 +96,7 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
 
     /// Run until this vCPU stops.
     pub fn run(mut self) -> VcpuResult {
-        let cpu0 = crate::kick::thread_cpu_ns();
+        let usage0 = ThreadUsage::now();
         let _kick = self
             .env
             .ctl
@@ -106,14 +109,13 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         self.finish_step_over();
         self.vcpu.clear_immediate_exit();
         self.publish();
-        let cpu1 = crate::kick::thread_cpu_ns();
         VcpuResult {
             cols: self.cols,
             console: self.console,
             stop,
             events: self.seq,
             exits: self.exits,
-            cpu_ns: (cpu1.0.saturating_sub(cpu0.0), cpu1.1.saturating_sub(cpu0.1)),
+            usage: ThreadUsage::now().since(usage0),
         }
     }
 
@@ -229,7 +231,7 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
                 self.publish();
             }
         }
-        let parked = step_over::fault_of(env.debug, ev);
+        let parked = env.faults.of(env.debug, ev);
         if ev.exception == u32::from(VECTOR_BP) && parked.is_none() {
             // The guest's own INT3: deliver it to the guest as the hardware would.
             if let Err(e) = self
