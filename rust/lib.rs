@@ -5,7 +5,9 @@
 //! `runloop/` (the KVM_RUN loop), `kick.rs`. `py/` holds the bindings.
 
 pub mod arch;
+pub mod boot;
 pub mod debug;
+pub mod devices;
 pub mod error;
 pub mod exits;
 pub mod kick;
@@ -51,6 +53,7 @@ mod _core {
         m.add("CONSOLE_PORT", crate::runloop::CONSOLE_PORT)?;
         m.add("EXIT_PORT", crate::runloop::EXIT_PORT)?;
         py::facts::register(m)?;
+        py::boot::register(m)?;
         py::exceptions::register(m)
     }
 }

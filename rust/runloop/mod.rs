@@ -57,9 +57,15 @@ pub fn trace(
     let ctl = Control::new(vm.vcpus.len());
     let start_ns = now_ns();
     let (results, unflushed) = {
-        let Vm { vcpus, mem, .. } = &mut *vm;
+        let Vm {
+            vcpus,
+            mem,
+            devices,
+            ..
+        } = &mut *vm;
         let env = Env {
             mem,
+            devices,
             debug,
             cfg,
             ctl: &ctl,
