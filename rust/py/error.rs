@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::PyErr;
 
+use crate::boot::emulation::{self, FaultSite};
 use crate::error::{Callback, CallbackError, Error};
 use crate::py::exceptions::*;
 use crate::runloop::StopReason;
@@ -76,8 +77,14 @@ pub fn to_pyerr(py: Python<'_>, e: &Error) -> PyErr {
 }
 
 /// The exception a finished trace raises for its stop reason (None: the trace is
-/// returned). Guest faults raise only with `raise_on_fault`.
-pub fn stop_error(py: Python<'_>, stop: &StopReason, raise_on_fault: bool) -> Option<PyErr> {
+/// returned). Guest faults raise only with `raise_on_fault`. `site` is where the
+/// vCPU stopped, for an emulation failure (see `boot/emulation.rs`).
+pub fn stop_error(
+    py: Python<'_>,
+    stop: &StopReason,
+    raise_on_fault: bool,
+    site: Option<&FaultSite>,
+) -> Option<PyErr> {
     match stop {
         StopReason::Error(e) => Some(to_pyerr(py, e)),
         StopReason::Shutdown if raise_on_fault => Some(GuestFaultError::new_err(
@@ -88,10 +95,20 @@ pub fn stop_error(py: Python<'_>, stop: &StopReason, raise_on_fault: bool) -> Op
             "KVM_RUN failed VM entry (hardware_entry_failure_reason={reason:#x}): the vCPU state is invalid"
         ))),
         StopReason::InternalError { suberror, data } if raise_on_fault => {
-            let e = KvmInternalError::new_err(format!(
-                "KVM internal error, suberror {suberror} ({}), data {data:x?}",
-                suberror_name(*suberror)
-            ));
+            let e = match site {
+                Some(site) if *suberror == emulation::SUBERROR_EMULATION => {
+                    let e = KvmInternalError::new_err(emulation::message(site));
+                    let v = e.value(py);
+                    let _ = v.setattr("instruction", emulation::instruction(site));
+                    let _ = v.setattr("pc", site.pc);
+                    let _ = v.setattr("symbol", site.symbol.clone());
+                    e
+                }
+                _ => KvmInternalError::new_err(format!(
+                    "KVM internal error, suberror {suberror} ({}), data {data:x?}",
+                    suberror_name(*suberror)
+                )),
+            };
             let _ = e.value(py).setattr("suberror", suberror);
             let _ = e.value(py).setattr("data", data.clone());
             Some(e)
