@@ -205,7 +205,14 @@ pub fn fault_site(vm: &Vm, stop: &Stop) -> Option<FaultSite> {
     })
 }
 
+/// The process exit status QEMU gives for a write of `value` to isa-debug-exit.
+#[pyfunction]
+fn qemu_exit_status(value: u64) -> i32 {
+    crate::devices::debug_exit::qemu_status(value)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(qemu_exit_status, m)?)?;
     m.add_function(wrap_pyfunction!(extract_vmlinux, m)?)?;
     m.add_function(wrap_pyfunction!(boot_linux, m)?)?;
     m.add_function(wrap_pyfunction!(boot_multiboot, m)?)?;
