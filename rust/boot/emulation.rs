@@ -19,6 +19,8 @@ pub struct FaultSite {
     /// 16, 32 or 64: the code size the vCPU was in.
     pub bits: u32,
     pub symbol: Option<String>,
+    /// The pc's guest-physical address is outside guest memory (no code to fetch).
+    pub outside_memory: bool,
 }
 
 /// The instruction bytes in an emulation failure's data, if KVM included them.
@@ -75,12 +77,16 @@ pub fn message(site: &FaultSite) -> String {
     match instruction(site) {
         Some(i) => {
             let h = hint(&i).map(|h| format!("; {h}")).unwrap_or_default();
-            format!("KVM cannot emulate `{i}` at {at} (KVM_INTERNAL_ERROR_EMULATION){h}")
+            format!("KVM cannot emulate `{i}` at {at} (KVM internal error, KVM_INTERNAL_ERROR_EMULATION){h}")
         }
+        None if site.outside_memory => format!(
+            "KVM internal error (KVM_INTERNAL_ERROR_EMULATION): the vCPU fetched code at {at}, outside guest memory; \
+             a jump went astray, or the Machine needs a larger memory_size"
+        ),
         None => {
             let b: Vec<String> = site.bytes.iter().map(|b| format!("{b:02x}")).collect();
             format!(
-                "KVM cannot emulate the instruction at {at} (KVM_INTERNAL_ERROR_EMULATION; bytes: {})",
+                "KVM cannot emulate the instruction at {at} (KVM internal error, KVM_INTERNAL_ERROR_EMULATION; bytes: {})",
                 if b.is_empty() { "unknown".to_string() } else { b.join(" ") }
             )
         }
@@ -110,10 +116,11 @@ mod tests {
             bytes: vec![0xf0, 0x48, 0x0f, 0xc7, 0x4d, 0x20],
             bits: 64,
             symbol: Some("get_partial_node.part.0+0xd0".into()),
+            outside_memory: false,
         };
         assert_eq!(
             message(&site).split(';').next().unwrap(),
-            "KVM cannot emulate `lock cmpxchg16b [rbp+0x20]` at get_partial_node.part.0+0xd0 (0xffffffff81314b60) (KVM_INTERNAL_ERROR_EMULATION)"
+            "KVM cannot emulate `lock cmpxchg16b [rbp+0x20]` at get_partial_node.part.0+0xd0 (0xffffffff81314b60) (KVM internal error, KVM_INTERNAL_ERROR_EMULATION)"
         );
         assert!(message(&site).contains("cpuid_hide=[\"cx16\"]"));
     }
@@ -125,8 +132,15 @@ mod tests {
             bytes: vec![0x0f, 0xff],
             bits: 64,
             symbol: None,
+            outside_memory: false,
         };
         let m = message(&site);
         assert!(m.contains("at 0x1000") && m.contains("bytes: 0f ff"), "{m}");
+        let astray = FaultSite {
+            pc: 0x200_0000,
+            outside_memory: true,
+            ..site
+        };
+        assert!(message(&astray).contains("outside guest memory"));
     }
 }

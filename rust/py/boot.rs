@@ -188,17 +188,20 @@ pub fn fault_site(vm: &Vm, stop: &Stop) -> Option<FaultSite> {
     } else {
         16
     };
+    let phys = if s.cr0 & (1 << 31) != 0 {
+        v.translate(pc)
+    } else {
+        Some(pc)
+    };
+    let outside_memory = phys.is_some_and(|p| p >= vm.mem.size() as u64);
     let bytes = emulation::bytes_from_data(data).or_else(|| {
-        let phys = if s.cr0 & (1 << 31) != 0 {
-            v.translate(pc)?
-        } else {
-            pc
-        };
+        let phys = phys?;
         let n = 15.min((vm.mem.size() as u64).saturating_sub(phys) as usize);
-        vm.mem.read_vec(phys, n).ok()
+        vm.mem.read_vec(phys, n).ok().filter(|b| !b.is_empty())
     });
     Some(FaultSite {
         pc,
+        outside_memory: outside_memory && bytes.is_none(),
         bytes: bytes.unwrap_or_default(),
         bits,
         symbol: vm.symbols.symbolize(pc),
