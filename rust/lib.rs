@@ -6,7 +6,9 @@
 
 pub mod arch;
 pub mod clock;
+pub mod boot;
 pub mod debug;
+pub mod devices;
 pub mod error;
 pub mod exits;
 pub mod kick;
@@ -52,6 +54,7 @@ mod _core {
         m.add("CONSOLE_PORT", crate::runloop::CONSOLE_PORT)?;
         m.add("EXIT_PORT", crate::runloop::EXIT_PORT)?;
         py::facts::register(m)?;
+        py::boot::register(m)?;
         py::exceptions::register(m)
     }
 }

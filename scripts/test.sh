@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 python3 -m pip install -q -e '.[test]'
+echo "== kernel for the boot tests"
+bash scripts/fetch-kernel.sh
 echo "== cargo test"
 cargo test --quiet 2>&1 | tail -n 20
 echo "== pytest"

@@ -28,6 +28,8 @@ def stub_tree() -> tuple[set[str], dict[str, set[str]]]:
             names.add(node.target.id)
         elif isinstance(node, ast.Assign):
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
     return names, members
 
 

@@ -9,6 +9,8 @@ from typing import Any, cast
 from kvmtrace import _core
 from kvmtrace.columnar.sink import ParquetSink
 from kvmtrace.engine import IoHandler, Sink, run_trace
+from kvmtrace.boot.linux import KernelProgram, load_linux
+from kvmtrace.boot.multiboot import load_multiboot
 from kvmtrace.exceptions import GuestMemoryError, InvalidConfigError, ProgramError
 from kvmtrace.program import DEFAULT_LOAD_ADDR, Program, assemble, load_elf
 from kvmtrace.trace import Trace
@@ -76,10 +78,17 @@ class Machine:
     """
 
     def __init__(self, memory_size: int = 16 << 20, mode: str = "long", vcpus: int = 1, *,
-                 irqchip: bool = False) -> None:
+                 irqchip: bool = False, cpuid_hide: Iterable[str] = (), legacy_ports: bool = False) -> None:
         self._m = _core.Machine(memory_size, mode, vcpus, irqchip)
         self.program: Program | None = None
         self.last_trace: Trace | None = None
+        self.hidden_cpu_features: tuple[str, ...] = ()
+        if isinstance(cpuid_hide, str):
+            cpuid_hide = (cpuid_hide,)
+        if cpuid_hide:
+            self.hide_cpu_features(*cpuid_hide)
+        if legacy_ports:
+            self.legacy_ports = True
 
     # Lifetime ----------------------------------------------------------------
     def close(self) -> None:
@@ -174,6 +183,58 @@ class Machine:
     def load_elf(self, path: str | os.PathLike[str]) -> Program:
         """Load a freestanding static ELF executable (segments, entry, symbols)."""
         return self.load_program(load_elf(path, self.mode))
+
+    # Kernels (kvmtrace.boot) -----------------------------------------------------
+    def load_linux(self, kernel: str | os.PathLike[str] | bytes, cmdline: str | None = None,
+                   initrd: str | os.PathLike[str] | bytes | None = None, *,
+                   system_map: str | os.PathLike[str] | None = None) -> KernelProgram:
+        """Boot protocol 2.x, 64-bit entry: a bzImage (payload decompressed on the host) or a vmlinux.
+
+        ``cmdline`` defaults to ``kvmtrace.boot.default_cmdline`` for this Machine (serial
+        console, early output, no KASLR; ``nolapic noapic`` without an irqchip;
+        ``clearcpuid=`` for hidden features). Symbols: ``system_map``, else the ELF symbol
+        table, else the image's kallsyms. Turns the legacy ports on.
+        """
+        prog = load_linux(self, kernel, cmdline, initrd, system_map)
+        self.program = prog
+        return prog
+
+    def load_multiboot(self, kernel: str | os.PathLike[str], cmdline: str | None = None,
+                       modules: Iterable[Any] = ()) -> Program:
+        """Multiboot v1: 32-bit entry, paging off, EAX = 0x2BADB002, EBX = the info structure.
+
+        ``modules``: paths, or (path, command line) pairs. Turns the legacy ports on.
+        """
+        prog = load_multiboot(self, kernel, cmdline, modules)
+        self.program = prog
+        return prog
+
+    def hide_cpu_features(self, *names: str) -> None:
+        """Clear CPUID feature bits (Linux flag names, ``kvmtrace._core.CPU_FEATURES``) before the first run."""
+        _core.hide_cpu_features(self._m, list(names))
+        self.hidden_cpu_features = tuple(dict.fromkeys(self.hidden_cpu_features + tuple(names)))
+
+    @property
+    def cpuid(self) -> list[tuple[int, int, int, int, int, int]]:
+        """The vCPUs' CPUID table: (function, index, eax, ebx, ecx, edx) rows."""
+        return _core.cpuid_entries(self._m)
+
+    def set_cpuid_entry(self, function: int, index: int, eax: int, ebx: int, ecx: int, edx: int) -> None:
+        """Replace (or add) one CPUID entry on every vCPU, before the first run."""
+        _core.set_cpuid_entry(self._m, function, index, eax, ebx, ecx, edx)
+
+    @property
+    def legacy_ports(self) -> bool:
+        """Fixed answers for legacy PC ports (PIC, PIT, CMOS, i8042, PCI, ...) no handler took."""
+        return _core.legacy_ports(self._m)
+
+    @legacy_ports.setter
+    def legacy_ports(self, on: bool) -> None:
+        _core.legacy_ports(self._m, bool(on))
+
+    def echo_console(self, fd: int | None) -> None:
+        """Copy console output (COM1 and port 0xE9) to file descriptor ``fd`` live (None: stop)."""
+        _core.set_console_echo(self._m, fd)
 
     def set_idt_handler(self, vector: int, handler: int | str) -> None:
         """Point interrupt ``vector`` at ``handler`` (an address or a program symbol)."""

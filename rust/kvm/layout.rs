@@ -106,7 +106,7 @@ pub fn regions() -> Vec<(&'static str, u64, u64)> {
 }
 
 /// A GDT descriptor: base 0, limit 4 GiB (or 64 KiB for 16-bit code), given access byte and flags.
-fn descriptor(access: u64, flags: u64, limit: u64) -> u64 {
+pub fn descriptor(access: u64, flags: u64, limit: u64) -> u64 {
     (limit & 0xffff) | (((limit >> 16) & 0xf) << 48) | (access << 40) | (flags << 52)
 }
 

@@ -47,6 +47,11 @@ impl GuestMemory {
         self.size
     }
 
+    /// The mapping itself, for loaders that write through their own memory view.
+    pub fn host_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
     pub fn host_addr(&self) -> u64 {
         self.ptr.as_ptr() as u64
     }

@@ -1,5 +1,6 @@
 //! The KVM layer: VM, vCPU, guest memory and mode setup. No pyo3 here.
 
+pub mod cpuid;
 pub mod irqchip;
 pub mod layout;
 pub mod memory;

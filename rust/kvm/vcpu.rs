@@ -76,6 +76,51 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Enter a boot protocol's state: its registers, and its segments, control
+    /// registers and descriptor tables over the vCPU's current system state.
+    pub fn apply_boot(&mut self, b: &crate::boot::BootState) -> Result<()> {
+        self.settle()?;
+        let mut s = self.sregs()?;
+        let t = &b.sregs;
+        (s.cs, s.ds, s.es, s.fs, s.gs, s.ss) = (t.cs, t.ds, t.es, t.fs, t.gs, t.ss);
+        (s.gdt, s.idt) = (t.gdt, t.idt);
+        (s.cr0, s.cr3, s.cr4, s.efer) = (t.cr0, t.cr3, t.cr4, t.efer);
+        self.fd.set_sregs(&s).map_err(Error::kvm("KVM_SET_SREGS"))?;
+        self.set_regs(&b.regs)?;
+        self.parked = None;
+        Ok(())
+    }
+
+    /// Park an application processor until the boot CPU sends it INIT/SIPI (needs
+    /// the in-kernel LAPIC), as firmware leaves every CPU but the first.
+    pub fn wait_for_sipi(&self) -> Result<()> {
+        self.fd
+            .set_mp_state(kvm_bindings::kvm_mp_state {
+                mp_state: kvm_bindings::KVM_MP_STATE_UNINITIALIZED,
+            })
+            .map_err(Error::kvm("KVM_SET_MP_STATE"))
+    }
+
+    /// The guest-physical address of linear address `addr` under the vCPU's paging.
+    pub fn translate(&self, addr: u64) -> Option<u64> {
+        let t = self.fd.translate_gva(addr).ok()?;
+        (t.valid != 0).then_some(t.physical_address)
+    }
+
+    /// Replace the CPUID table (KVM accepts a different one only before the first run).
+    pub fn set_cpuid(&self, cpuid: &CpuId) -> Result<()> {
+        self.fd.set_cpuid2(cpuid).map_err(|e| match e.errno() {
+            libc::EINVAL | libc::EBUSY => Error::invalid(
+                "cpuid",
+                "KVM refuses a CPUID change after the vCPU has run; change it before the first run (or use a new Machine)",
+            ),
+            _ => Error::Kvm {
+                op: "KVM_SET_CPUID2",
+                source: e,
+            },
+        })
+    }
+
     /// Wire this vCPU's in-kernel LAPIC (see `irqchip::setup_vcpu`).
     pub fn setup_irqchip(&self) -> Result<()> {
         crate::kvm::irqchip::setup_vcpu(&self.fd)

@@ -1,15 +1,19 @@
 //! A VM: `/dev/kvm`, the VM fd, guest memory and its vCPUs. No Python here.
 
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, Kvm, VmFd};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::dr7::BpKind;
+use crate::boot::symbols::SymbolTable;
+use crate::boot::BootState;
 use crate::debug::{flags, GuestDebug};
+use crate::devices::{uart, DeviceConfig, Devices};
 use crate::error::{Error, Result};
-use crate::kvm::irqchip;
 use crate::kvm::layout::{self, Mode};
 use crate::kvm::memory::GuestMemory;
 use crate::kvm::vcpu::Vcpu;
+use crate::kvm::{cpuid, irqchip};
 
 const KVM_CAP_SET_GUEST_DEBUG2: u64 = 195;
 pub const MAX_VCPUS: usize = 64;
@@ -84,6 +88,8 @@ pub struct VmConfig {
     pub vcpus: usize,
     /// In-kernel LAPIC/IOAPIC/PIC and PIT.
     pub irqchip: bool,
+    /// Devices beyond COM1 and fw_cfg (see `devices`).
+    pub devices: DeviceConfig,
 }
 
 impl VmConfig {
@@ -135,6 +141,14 @@ pub struct Vm {
     pub mode: Mode,
     pub entry: u64,
     pub irqchip: bool,
+    /// COM1, fw_cfg and the legacy ports, shared by every vCPU loop.
+    pub devices: Devices,
+    /// The CPUID table every vCPU got (see `cpuid.rs`).
+    pub cpuid: CpuId,
+    /// Set by a boot protocol loader: the boot vCPU's state, restored by `reset`.
+    pub boot: Option<BootState>,
+    /// The loaded program's symbols, for naming pcs in errors.
+    pub symbols: SymbolTable,
 }
 
 impl Vm {
@@ -159,9 +173,16 @@ impl Vm {
         unsafe { vm.set_user_memory_region(region) }
             .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         layout::build(&mem, mode)?;
+        let mut uart_irq = None;
         if cfg.irqchip {
             irqchip::create(&vm)?;
+            let fd = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(|e| Error::Internal(format!("eventfd: {e}")))?;
+            vm.register_irqfd(&fd, uart::COM1_IRQ)
+                .map_err(Error::kvm("KVM_IRQFD"))?;
+            uart_irq = Some(fd);
         }
+        let devices = Devices::new(&cfg.devices, nvcpus as u16, memory_size, uart_irq);
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
@@ -184,6 +205,10 @@ impl Vm {
             mode,
             entry: layout::CODE,
             irqchip: cfg.irqchip,
+            devices,
+            cpuid,
+            boot: None,
+            symbols: SymbolTable::default(),
         })
     }
 
@@ -220,6 +245,55 @@ impl Vm {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Start the boot vCPU in `state` (a boot protocol's) and park the others until
+    /// it wakes them; `reset` comes back here.
+    pub fn boot_into(&mut self, state: BootState) -> Result<()> {
+        if self.vcpus.len() > 1 && !self.irqchip {
+            return Err(Error::invalid(
+                "vcpus",
+                "a kernel wakes its other CPUs with INIT/SIPI through the LAPIC: use Machine(irqchip=True) or vcpus=1",
+            ));
+        }
+        self.entry = state.regs.rip;
+        self.boot = Some(state);
+        self.reset_vcpus(None)
+    }
+
+    /// Reset vCPU `which` (None: all) to the boot state, or to the mode's state at the entry.
+    pub fn reset_vcpus(&mut self, which: Option<usize>) -> Result<()> {
+        let (entry, boot) = (self.entry, self.boot);
+        for v in self.vcpus.iter_mut() {
+            if which.is_some_and(|w| w != v.index) {
+                continue;
+            }
+            v.reset(entry)?;
+            if let Some(b) = &boot {
+                if v.index == 0 {
+                    v.apply_boot(b)?;
+                } else {
+                    v.wait_for_sipi()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hide CPU features from every vCPU (see `cpuid::FEATURES`).
+    pub fn hide_cpu_features(&mut self, names: &[String]) -> Result<()> {
+        let mut table = self.cpuid.clone();
+        cpuid::hide(&mut table, names)?;
+        self.set_cpuid(table)
+    }
+
+    /// Give every vCPU `table` as its CPUID.
+    pub fn set_cpuid(&mut self, table: CpuId) -> Result<()> {
+        for v in &self.vcpus {
+            v.set_cpuid(&table)?;
+        }
+        self.cpuid = table;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::PyErr;
 
+use crate::boot::emulation::{self, FaultSite};
 use crate::error::{Callback, CallbackError, Error};
 use crate::py::exceptions::*;
 use crate::runloop::StopReason;
@@ -76,8 +77,14 @@ pub fn to_pyerr(py: Python<'_>, e: &Error) -> PyErr {
 }
 
 /// The exception a finished trace raises for its stop reason (None: the trace is
-/// returned). Guest faults raise only with `raise_on_fault`.
-pub fn stop_error(py: Python<'_>, stop: &StopReason, raise_on_fault: bool) -> Option<PyErr> {
+/// returned). Guest faults raise only with `raise_on_fault`. `site` is where the
+/// vCPU stopped, for an emulation failure (see `boot/emulation.rs`).
+pub fn stop_error(
+    py: Python<'_>,
+    stop: &StopReason,
+    raise_on_fault: bool,
+    site: Option<&FaultSite>,
+) -> Option<PyErr> {
     match stop {
         StopReason::Error(e) => Some(to_pyerr(py, e)),
         StopReason::Shutdown if raise_on_fault => Some(GuestFaultError::new_err(
@@ -88,10 +95,20 @@ pub fn stop_error(py: Python<'_>, stop: &StopReason, raise_on_fault: bool) -> Op
             "KVM_RUN failed VM entry (hardware_entry_failure_reason={reason:#x}): the vCPU state is invalid"
         ))),
         StopReason::InternalError { suberror, data } if raise_on_fault => {
-            let e = KvmInternalError::new_err(format!(
-                "KVM internal error, suberror {suberror} ({}), data {data:x?}",
-                suberror_name(*suberror)
-            ));
+            let e = match site {
+                Some(site) if *suberror == emulation::SUBERROR_EMULATION => {
+                    let e = KvmInternalError::new_err(emulation::message(site));
+                    let v = e.value(py);
+                    let _ = v.setattr("instruction", emulation::instruction(site));
+                    let _ = v.setattr("pc", site.pc);
+                    let _ = v.setattr("symbol", site.symbol.clone());
+                    e
+                }
+                _ => KvmInternalError::new_err(format!(
+                    "KVM internal error, suberror {suberror} ({}), data {data:x?}",
+                    suberror_name(*suberror)
+                )),
+            };
             let _ = e.value(py).setattr("suberror", suberror);
             let _ = e.value(py).setattr("data", data.clone());
             Some(e)
@@ -143,7 +160,7 @@ mod tests {
     fn kvm_errors_from_a_stop_keep_errno() {
         Python::initialize();
         Python::attach(|py| {
-            let e = stop_error(py, &kvm_run_failed(), true).expect("an error stop raises");
+            let e = stop_error(py, &kvm_run_failed(), true, None).expect("an error stop raises");
             assert!(e.is_instance_of::<KvmIoctlError>(py));
             let errno: i32 = e.value(py).getattr("errno").unwrap().extract().unwrap();
             assert_eq!(errno, libc::EFAULT);
@@ -158,13 +175,13 @@ mod tests {
             let marker = original.value(py).clone().unbind();
             let stop = StopReason::error(from_callback(Callback::IoHandler, original));
             assert_eq!(stop.name(), "handler_error");
-            let e = stop_error(py, &stop, true).unwrap();
+            let e = stop_error(py, &stop, true, None).unwrap();
             assert!(e.value(py).is(marker.bind(py)), "the very exception object");
             let sink = StopReason::error(from_callback(
                 Callback::Sink,
                 pyo3::exceptions::PyOSError::new_err("disk full"),
             ));
-            let e = stop_error(py, &sink, true).unwrap();
+            let e = stop_error(py, &sink, true, None).unwrap();
             assert!(e.is_instance_of::<SinkError>(py));
             assert!(e
                 .value(py)
@@ -178,7 +195,7 @@ mod tests {
                 "interrupted",
                 "Ctrl-C inside a callback is an interrupt"
             );
-            assert!(stop_error(py, &stop, true)
+            assert!(stop_error(py, &stop, true, None)
                 .unwrap()
                 .is_instance_of::<PyKeyboardInterrupt>(py));
         });
@@ -188,10 +205,10 @@ mod tests {
     fn faults_raise_only_when_asked() {
         Python::initialize();
         Python::attach(|py| {
-            assert!(stop_error(py, &StopReason::Shutdown, false).is_none());
-            let e = stop_error(py, &StopReason::Shutdown, true).unwrap();
+            assert!(stop_error(py, &StopReason::Shutdown, false, None).is_none());
+            let e = stop_error(py, &StopReason::Shutdown, true, None).unwrap();
             assert!(e.is_instance_of::<GuestFaultError>(py));
-            assert!(stop_error(py, &StopReason::Timeout, true).is_none());
+            assert!(stop_error(py, &StopReason::Timeout, true, None).is_none());
         });
     }
 }

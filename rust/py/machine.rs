@@ -105,6 +105,11 @@ impl PyMachine {
         }
     }
 
+    /// The VM, for bindings outside this file (`py/boot.rs`).
+    pub(crate) fn with_vm<R>(&self, f: impl FnOnce(&mut Vm) -> PyResult<R>) -> PyResult<R> {
+        self.with(|i| f(&mut i.vm))
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> PyResult<R>) -> PyResult<R> {
         let mut g = self.lock()?;
         match g.as_mut() {
@@ -171,6 +176,7 @@ impl PyMachine {
             mode,
             vcpus,
             irqchip,
+            devices: Default::default(),
         };
         let vm = detached(py, |_| Vm::new(&cfg))?;
         Ok(PyMachine {
@@ -348,15 +354,7 @@ impl PyMachine {
     #[pyo3(signature = (vcpu = None))]
     fn reset(&self, vcpu: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let which = self.vcpu_or_all(vcpu)?;
-        self.with(|i| {
-            let entry = i.vm.entry;
-            for v in i.vm.vcpus.iter_mut() {
-                if which.is_none_or(|w| w == v.index) {
-                    v.reset(entry)?;
-                }
-            }
-            Ok(())
-        })
+        self.with(|i| Ok(i.vm.reset_vcpus(which)?))
     }
 
     /// Program KVM_SET_GUEST_DEBUG for `run_once` (None turns debugging off).
@@ -460,9 +458,10 @@ impl PyMachine {
         };
         let code_regions = inner.code_snapshot();
         let fault = fault_state(py, &inner.vm, &result.stop)?;
+        let site = crate::py::boot::fault_site(&inner.vm, &result.stop);
         drop(guard);
 
-        let err = stop_error(py, &result.stop.reason, args.raise_on_fault);
+        let err = stop_error(py, &result.stop.reason, args.raise_on_fault, site.as_ref());
         let name = result.stop.reason.name();
         let trace = PyTrace::finished(
             py,

@@ -2,6 +2,7 @@
 //! mapping. The only part of the crate that uses pyo3.
 
 pub mod args;
+pub mod boot;
 pub mod debug;
 pub mod detach;
 pub mod error;

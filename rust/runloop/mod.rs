@@ -64,9 +64,15 @@ pub fn trace(
     let start_ns = now_ns();
     let clock = TraceClock::start();
     let (results, unflushed) = {
-        let Vm { vcpus, mem, .. } = &mut *vm;
+        let Vm {
+            vcpus,
+            mem,
+            devices,
+            ..
+        } = &mut *vm;
         let env = Env {
             mem,
+            devices,
             debug,
             cfg,
             ctl: &ctl,

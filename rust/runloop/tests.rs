@@ -194,8 +194,10 @@ mod coordinator {
             Control::new(1),
             RefusingSink::default(),
         );
+        let devices = crate::devices::Devices::new(&Default::default(), 1, 0x2000, None);
         let env = Env {
             mem: &mem,
+            devices: &devices,
             debug: &debug,
             cfg: &cfg,
             ctl: &ctl,

@@ -5,6 +5,7 @@ use crate::arch::VECTOR_BP;
 use crate::clock::TraceClock;
 use crate::debug::flags::KVM_GUESTDBG_INJECT_BP;
 use crate::debug::GuestDebug;
+use crate::devices::Devices;
 use crate::error::{Callback, Error};
 use crate::exits::{DebugEvent, Exit};
 use crate::kick::ThreadUsage;
@@ -20,7 +21,7 @@ use super::stop::{Control, StopReason};
 /// Port whose writes are the guest's console (QEMU's debugcon convention).
 pub const CONSOLE_PORT: u16 = 0xe9;
 /// Port whose write ends the run with the written value (QEMU's isa-debug-exit).
-pub const EXIT_PORT: u16 = 0xf4;
+pub const EXIT_PORT: u16 = crate::devices::debug_exit::PORT;
 /// Events between two updates of the live progress counters.
 const PROGRESS_EVERY: u64 = 4096;
 
@@ -36,6 +37,7 @@ pub struct Env<'a> {
     pub clock: TraceClock,
     /// What in `debug` can park a vCPU (checked on every event).
     pub faults: Faults,
+    pub devices: &'a Devices,
 }
 
 /// Where a full chunk of rows goes.
@@ -286,14 +288,23 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         match port {
             CONSOLE_PORT => {
                 self.console.extend_from_slice(&data);
+                self.env.devices.echo(&data);
                 Flow::Go
             }
             EXIT_PORT => self.stop_all(StopReason::ExitPort(le_value(&data))),
             _ => {
-                let h = self
+                let devices = self.env.devices;
+                if devices.io_out(port, &data, &mut self.console) {
+                    return Flow::Go;
+                }
+                let h = match self
                     .env
                     .hooks
-                    .io(self.vcpu.index, port, Some(&data), size as usize);
+                    .io(self.vcpu.index, port, Some(&data), size as usize)
+                {
+                    Handled::No if devices.legacy_out(port, &data) => Handled::Yes(Vec::new()),
+                    h => h,
+                };
                 match self.answer(h, || StopReason::Io {
                     port,
                     write: true,
@@ -312,10 +323,21 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
                 .complete_io_in(&vec![CONSOLE_PORT as u8; size as usize]);
             return Flow::Go;
         }
-        let h = self
+        let devices = self.env.devices;
+        if let Some(d) = devices.io_in(port, size as usize) {
+            self.vcpu.complete_io_in(&d);
+            return Flow::Go;
+        }
+        let h = match self
             .env
             .hooks
-            .io(self.vcpu.index, port, None, size as usize);
+            .io(self.vcpu.index, port, None, size as usize)
+        {
+            Handled::No => devices
+                .legacy_in(port, size as usize)
+                .map_or(Handled::No, Handled::Yes),
+            h => h,
+        };
         match self.answer(h, || StopReason::Io {
             port,
             write: false,
