@@ -17,6 +17,7 @@ from kvmtrace.program import Program, assemble, load_elf, parse_elf
 
 DEFAULT_MAX_STEPS = 1_000_000  # max_steps=None: enough for any test program, bounded for a runaway one
 DEFAULT_MEMORY_SIZE = 16 << 20
+MIN_MEMORY_SIZE = 256 << 10  # the reserved layout (IVT .. page tables) and room for code
 REFERENCES = ("unicorn",)
 ELF_MAGIC = b"\x7fELF"
 # A reproducer written by ``kvmtrace fuzz`` names its mode in a comment line.
@@ -76,12 +77,12 @@ def _check(mode: str, max_steps: int | None, reference: str, memory_size: int) -
         raise InvalidConfigError(f"invalid mode: {mode!r} (expected one of {', '.join(_core.MODES)})")
     if reference not in REFERENCES:
         raise InvalidConfigError(f"invalid reference: {reference!r} (available: {', '.join(REFERENCES)})")
+    if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < MIN_MEMORY_SIZE:
+        raise InvalidConfigError(f"invalid memory_size: expected at least {MIN_MEMORY_SIZE:#x} bytes, got {memory_size!r}")
     if max_steps is None:
         return DEFAULT_MAX_STEPS
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise InvalidConfigError(f"invalid max_steps: expected a positive int or None, got {max_steps!r}")
-    if not isinstance(memory_size, int) or memory_size < 1 << 20:
-        raise InvalidConfigError(f"invalid memory_size: expected at least 1 MiB, got {memory_size!r}")
     return max_steps
 
 
