@@ -31,10 +31,12 @@ from kvmtrace.oracle.reference import RefStep
 from kvmtrace.oracle.report import DiffReport, Divergence
 from kvmtrace.oracle.state import RFLAGS, RIP, State, View
 
-LOOKAHEAD = 3  # reference steps searched for the KVM row after a lost trap
+LOOKAHEAD = 16  # reference steps searched for the KVM row after lost traps (a run of MMIO stores)
 MEMORY_SHOWN = 16  # differing bytes a memory divergence lists
 WRITES_SHOWN = 8
 S = _core.StopReason
+# Divergences after which the two runs are not compared any further.
+ENDING = frozenset({K.END, K.KVM_ERROR, K.KVM_FAULT, K.FAULT, K.REFERENCE_ERROR})
 
 
 class Reference(Protocol):
@@ -64,6 +66,7 @@ class Comparison:
         self.s = 0  # next reference step
         self.ref_s = 0.0
         self.write_steps: list[tuple[int, int, RefStep]] = []
+        self.ended_early = False  # a divergence ended the comparison: later writes were never compared
         self.report = DiffReport(mode=kvm.mode, steps=0, kvm_rows=len(kvm.rows), kvm_stop=kvm.stop,
                                  kvm_stop_detail=dict(kvm.stop_detail), exit_code=kvm.exit_code,
                                  max_steps=kvm.max_steps, reference=reference_name)
@@ -239,21 +242,28 @@ class Comparison:
                       note="KVM could not emulate the instruction")
         elif kvm.stop in (S.SHUTDOWN, S.FAIL_ENTRY):
             self._add(K.KVM_FAULT, st, self.view.show(st.state), self._kvm_end())
-        elif kvm.stop == S.EXIT_PORT and self._exit_follows():
-            self._add(K.LOST_STEP, st, {"rip": st.state[RIP]}, {"stop": "exit_port", "lost_traps": 1},
-                      note="KVM reported no step trap after this instruction before the debug exit")
-            self.s += 1
-            return True
+        elif kvm.stop == S.EXIT_PORT and (found := self._exit_ahead()) is not None:
+            k, exit_step = found
+            self._add(K.LOST_STEP, st, {"rip": st.state[RIP]}, {"stop": "exit_port", "lost_traps": k},
+                      note=f"KVM reported none of the {k} step trap(s) from this instruction to the debug exit")
+            self.s += k
+            self._reference_ended(exit_step)
         else:
             self._add(K.END, st, self.view.show(st.state), self._kvm_end(), note="KVM stopped, the reference ran on")
         return False
 
-    def _exit_follows(self) -> bool:
-        """Is the reference's next step the debug-exit write KVM stopped on?"""
+    def _exit_ahead(self) -> tuple[int, RefStep] | None:
+        """Does the reference reach the debug-exit write KVM stopped on within LOOKAHEAD steps?"""
         self.ref.snapshot()
-        nxt = self._step_quiet()
+        for k in range(1, LOOKAHEAD + 1):
+            nxt = self._step_quiet()
+            if nxt.event is not None:
+                if nxt.event == "exit":
+                    self.ref.commit()
+                    return k, nxt
+                break
         self.ref.restore()
-        return nxt.event == "exit"
+        return None
 
     def _kvm_end(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stop": self.kvm.stop, **self.kvm.stop_detail}
@@ -264,9 +274,10 @@ class Comparison:
     # Writes and memory -------------------------------------------------------------
     def _compare_writes(self) -> None:
         mine, theirs = self.ref.devices.writes, self.kvm.writes
-        n = len(mine) if self.report.complete else min(len(mine), len(theirs))
+        whole = self.report.complete and not self.ended_early
+        n = len(mine) if whole else min(len(mine), len(theirs))
         j = next((k for k in range(n) if k >= len(theirs) or mine[k] != theirs[k]), None)
-        if j is None and self.report.complete and len(theirs) > len(mine):
+        if j is None and whole and len(theirs) > len(mine):
             j = len(mine)
         if j is not None:
             st = self._writer(j)
@@ -274,7 +285,7 @@ class Comparison:
                       {"writes": [list(w) for w in theirs[j:j + WRITES_SHOWN]]},
                       step=self._write_step(j), note="port/MMIO writes differ (shown from the first difference)")
         console = bytes(self.ref.devices.console)
-        if self.report.complete and console != self.kvm.console:
+        if whole and console != self.kvm.console:
             self._add(K.IO, None, {"console": console.decode(errors="replace")},
                       {"console": self.kvm.console.decode(errors="replace")}, step=self.s)
 
@@ -306,6 +317,8 @@ class Comparison:
     # ------------------------------------------------------------------------------
     def _add(self, kind: str, st: RefStep | None, expected: dict[str, Any], observed: dict[str, Any], *,
              registers: tuple[str, ...] = (), note: str = "", step: int | None = None) -> None:
+        if kind in ENDING:
+            self.ended_early = True
         if st is not None:
             pc, text, mnemonic = st.first.addr, st.first.text, st.first.mnemonic
         else:
