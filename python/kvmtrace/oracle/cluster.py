@@ -50,9 +50,10 @@ class DaskPool:
                 fut = self.client.submit(fn, p, key=f"kvmtrace-{fn.__name__}-{tag}-{i}", pure=False)
                 index_of[fut.key] = i
                 self._futures.append(fut)
-            for fut in self._d.as_completed(self._futures):
-                i = index_of[fut.key]
-                yield self._outcome(i, fut)
+            with self.client.as_current():  # as_completed finds its client here, not in a global default
+                done = self._d.as_completed(self._futures)
+            for fut in done:
+                yield self._outcome(index_of[fut.key], fut)
         finally:
             self._cancel()
 
