@@ -241,7 +241,7 @@ def branch(c: Ctx) -> list[Item]:
         ret = em.plain({16: "RETNW", 32: "RETND", 64: "RETNQ"}[c.bits])
         return [Branch("CALL_REL", Label("f")), Branch("JMP_REL8", Label("over")), Label("f"), *alu(c), ret,
                 Label("over")]
-    body = [i for i in alu(c) if not _uses_cx(i)] or [em.plain("NOPD" if c.bits > 16 else "NOPW")]
+    body = [i for i in alu(c) if isinstance(i, ix.Instruction) and not _uses_cx(i)] or [em.plain("NOPD" if c.bits > 16 else "NOPW")]
     return [em.mov_imm(CX, c.bits if c.bits < 64 else 32, c.rng.randint(1, 4)), Label("loop"), *body,
             Branch("LOOP_REL8", Label("loop"))]
 

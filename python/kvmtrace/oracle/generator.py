@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import iced_x86 as ix
 
@@ -40,16 +41,16 @@ class ProgramSpec:
     keep: tuple[int, ...] | None = None  # blocks kept by shrinking (None: all)
     memory_size: int = FUZZ_MEMORY_SIZE
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "index": self.index, "mode": self.mode, "length": self.length,
                 "families": list(self.families), "keep": None if self.keep is None else list(self.keep),
                 "memory_size": self.memory_size}
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> ProgramSpec:
+    def from_dict(cls, d: dict[str, Any]) -> ProgramSpec:
         keep = d.get("keep")
         return cls(int(d["seed"]), int(d["index"]), str(d.get("mode", "long")), int(d.get("length", DEFAULT_LENGTH)),
-                   tuple(d.get("families") or ()), None if keep is None else tuple(keep),  # type: ignore[arg-type]
+                   tuple(d.get("families") or ()), None if keep is None else tuple(keep),
                    int(d.get("memory_size", FUZZ_MEMORY_SIZE)))
 
 
@@ -156,7 +157,7 @@ def generate(spec: ProgramSpec) -> GeneratedProgram:
         ctx.block = len(blocks)
         family = rng.choice(pool)
         blocks.append(Block(family, FAMILIES[family](ctx)))
-    exit_ = [ix.Instruction.create_u32_reg(ix.Code.OUT_IMM8_AL, _core.EXIT_PORT, ix.Register.AL)]
+    exit_: list[Item] = [ix.Instruction.create_u32_reg(ix.Code.OUT_IMM8_AL, _core.EXIT_PORT, ix.Register.AL)]
     return GeneratedProgram(spec, _setup(em, spec), blocks, exit_)
 
 
