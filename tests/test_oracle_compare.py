@@ -207,3 +207,12 @@ def test_cpuid_outputs_come_from_kvm() -> None:
     r = compare(run.replace_rows([run.rows[0], tuple(row)], stop_detail={"exit_code": row[0] & 0xFF}),
                 reference_for(run))
     assert r.agree, r
+
+
+def test_a_resync_does_not_take_kvms_debug_flags() -> None:
+    run = perfect_run("_start: mov $1, %ax\n pushf\n pop %bx\n out %al, $0xf4\n")
+    rf = 1 << EFLAGS_BIT["RF"]
+    rows = [(r[0] ^ 0x100,) + r[1:] for r in run.rows]  # a KVM whose MOV got AX wrong
+    rows[0] = rows[0][:RFLAGS] + (rows[0][RFLAGS] | rf,) + rows[0][RFLAGS + 1:]  # KVM's RF after a trap
+    r = compare(run.replace_rows(rows, stop_detail={"exit_code": rows[-1][0] & 0xFF}), reference_for(run))
+    assert [(d.kind, d.step, d.registers) for d in r.divergences] == [(K.REGISTER, 0, ("rax",))]

@@ -128,3 +128,27 @@ def test_divergences_are_grouped_by_kind_and_mnemonic() -> None:
     assert (report.completed, report.agreed, report.steps) == (3, 1, 90)
     assert [x["spec"]["index"] for x in report.lost] == [3] and "died" in report.lost[0]["reason"]
     assert [x["spec"]["index"] for x in report.errors] == [4]
+
+
+def test_import_kvmtrace_loads_neither_unicorn_nor_dask() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, kvmtrace; kvmtrace.DiffReport; print(sorted({'unicorn', 'dask', 'distributed'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from kvmtrace.exceptions import UnsupportedError
+    from kvmtrace.oracle.cluster import load_distributed
+    from kvmtrace.oracle.reference import load_unicorn
+
+    monkeypatch.setitem(sys.modules, "unicorn", None)  # an absent package
+    with pytest.raises(UnsupportedError, match=r"pip install 'kvmtrace\[reference\]'"):
+        load_unicorn()
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(UnsupportedError, match=r"pip install 'kvmtrace\[cluster\]'"):
+        load_distributed()

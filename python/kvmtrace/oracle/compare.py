@@ -29,7 +29,7 @@ from kvmtrace.oracle.devices import Devices
 from kvmtrace.oracle.kvm_side import KvmRun
 from kvmtrace.oracle.reference import RefStep
 from kvmtrace.oracle.report import DiffReport, Divergence
-from kvmtrace.oracle.state import RFLAGS, RIP, State, View
+from kvmtrace.oracle.state import DEBUG_FLAGS, RFLAGS, RIP, State, View
 
 LOOKAHEAD = 16  # reference steps searched for the KVM row after lost traps (a run of MMIO stores)
 MEMORY_SHOWN = 16  # differing bytes a memory divergence lists
@@ -184,7 +184,9 @@ class Comparison:
         shown = names if "rip" in names else ["rip", *names]
         self._add(kind, st, self.view.show(st.state, shown), self.view.show(row, shown), registers=tuple(names),
                   note="the reference continues from KVM's registers")
-        self.ref.write_state(row)
+        # ... but not from its debug flags: RF/TF are the host's single-step machinery, not the program's
+        flags = (row[RFLAGS] & ~DEBUG_FLAGS) | (st.state[RFLAGS] & DEBUG_FLAGS)
+        self.ref.write_state(row[:RFLAGS] + (flags,) + row[RFLAGS + 1:])
         self.i += 1
         self.s += 1
 
