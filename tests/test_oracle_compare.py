@@ -210,7 +210,7 @@ def test_cpuid_outputs_come_from_kvm() -> None:
 
 
 def test_a_resync_does_not_take_kvms_debug_flags() -> None:
-    run = perfect_run("_start: mov $1, %ax\n pushf\n pop %bx\n out %al, $0xf4\n")
+    run = perfect_run("_start: mov $1, %ax\n pushfl\n pop %ebx\n out %al, $0xf4\n")  # a 32-bit image: RF is bit 16
     rf = 1 << EFLAGS_BIT["RF"]
     rows = [(r[0] ^ 0x100,) + r[1:] for r in run.rows]  # a KVM whose MOV got AX wrong
     rows[0] = rows[0][:RFLAGS] + (rows[0][RFLAGS] | rf,) + rows[0][RFLAGS + 1:]  # KVM's RF after a trap
