@@ -240,10 +240,9 @@ class Comparison:
             self.s += 1
             return True
         if kvm.stop == S.INTERNAL_ERROR:
-            self._add(K.KVM_ERROR, st, self.view.show(st.state), self._kvm_end(),
-                      note="KVM could not emulate the instruction")
+            self._add(K.KVM_ERROR, st, self._effect(st), self._kvm_end(), note="KVM could not emulate the instruction")
         elif kvm.stop in (S.SHUTDOWN, S.FAIL_ENTRY):
-            self._add(K.KVM_FAULT, st, self.view.show(st.state), self._kvm_end())
+            self._add(K.KVM_FAULT, st, self._effect(st), self._kvm_end())
         elif kvm.stop == S.EXIT_PORT and (found := self._exit_ahead()) is not None:
             k, exit_step = found
             self._add(K.LOST_STEP, st, {"rip": st.state[RIP]}, {"stop": "exit_port", "lost_traps": k},
@@ -251,8 +250,15 @@ class Comparison:
             self.s += k
             self._reference_ended(exit_step)
         else:
-            self._add(K.END, st, self.view.show(st.state), self._kvm_end(), note="KVM stopped, the reference ran on")
+            self._add(K.END, st, self._effect(st), self._kvm_end(), note="KVM stopped, the reference ran on")
         return False
+
+    def _effect(self, st: RefStep) -> dict[str, Any]:
+        """What the reference's step changed (rip and the registers that differ from KVM's last state)."""
+        assert st.state is not None
+        before = self.kvm.final if self.kvm.final is not None else (self.rows[-1] if self.rows else self.kvm.initial)
+        changed = [n for n in self.view.differences(st.state, before) if n != "rip"]
+        return self.view.show(st.state, ["rip", *changed])
 
     def _exit_ahead(self) -> tuple[int, RefStep] | None:
         """Does the reference reach the debug-exit write KVM stopped on within LOOKAHEAD steps?"""
