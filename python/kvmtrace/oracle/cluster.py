@@ -2,7 +2,8 @@
 scheduler and runs on a worker of a KVM host, which needs kvmtrace with the
 ``[reference]`` extra installed. A task whose worker dies is retried by Dask on
 another worker; one that keeps killing workers (Dask's ``allowed-failures``) comes
-back as lost, and only that task is lost.
+back as ``KilledWorker``. Dask counts the tasks merely queued on that worker too, so
+the pool submits each such task once more: only the task that kills its workers is lost.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from kvmtrace.exceptions import UnsupportedError
 from kvmtrace.oracle.pool import Outcome, resolve
 
 CONNECT_TIMEOUT_S = 30
+KILLED_RETRIES = 2  # submissions of a task whose worker died before it is reported lost
 
 
 def load_distributed() -> Any:
@@ -44,16 +46,28 @@ class DaskPool:
     def map(self, fn_path: str, payloads: Iterable[Any]) -> Iterator[Outcome]:
         fn = resolve(fn_path)
         tag = uuid.uuid4().hex[:8]
-        index_of = {}
+        task: dict[str, tuple[int, Any, int]] = {}  # future key -> (index, payload, tries)
+
+        def submit(i: int, p: Any, tries: int) -> Any:
+            fut = self.client.submit(fn, p, key=f"kvmtrace-{fn.__name__}-{tag}-{i}-{tries}", pure=False)
+            task[fut.key] = (i, p, tries)
+            self._futures.append(fut)
+            return fut
+
         try:
             for i, p in enumerate(payloads):
-                fut = self.client.submit(fn, p, key=f"kvmtrace-{fn.__name__}-{tag}-{i}", pure=False)
-                index_of[fut.key] = i
-                self._futures.append(fut)
+                submit(i, p, 1)
             with self.client.as_current():  # as_completed finds its client here, not in a global default
                 done = self._d.as_completed(self._futures)
             for fut in done:
-                yield self._outcome(index_of[fut.key], fut)
+                i, p, tries = task[fut.key]
+                out = self._outcome(i, fut)
+                if out.status == "lost" and tries < KILLED_RETRIES:
+                    # Tasks merely queued on a worker that died are "suspicious" too: run each
+                    # once more, so only the task that kills its workers is lost.
+                    done.add(submit(i, p, tries + 1))
+                    continue
+                yield out
         finally:
             self._cancel()
 
@@ -61,7 +75,7 @@ class DaskPool:
         try:
             return Outcome(i, "ok", fut.result())
         except self._d.KilledWorker as e:
-            return Outcome(i, "lost", reason=f"the task killed its Dask workers: {e}")
+            return Outcome(i, "lost", reason=f"the task's Dask worker died: {e}")
         except Exception as e:  # the task raised on the worker
             return Outcome(i, "error", reason=f"{type(e).__name__}: {e}")
 
