@@ -52,6 +52,8 @@ class Reference(Protocol):
 
 def undefined_flags(st: RefStep) -> int:
     """Flags left undefined by the step's instructions (a later one may define them again)."""
+    if len(st.instructions) == 1:
+        return st.instructions[0].undefined_flags
     u = 0
     for d in st.instructions:
         u = (u & ~d.defined_flags) | d.undefined_flags
@@ -122,7 +124,7 @@ class Comparison:
 
     def _environment(self, st: RefStep, row: State) -> None:
         """CPUID, RDTSC, ...: the machine answers; take KVM's outputs when both are at the same place."""
-        if st.state is None or row[RIP] != st.state[RIP]:
+        if st.state is None or row[RIP] != st.state[RIP] or not any(d.environment for d in st.instructions):
             return
         new = list(st.state)
         for d in st.instructions:

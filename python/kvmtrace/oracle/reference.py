@@ -40,6 +40,36 @@ def load_unicorn() -> Any:
     return unicorn
 
 
+def _batch_reader(uc_mod: Any, uc: Any, ids: list[int]) -> Any:
+    """A function reading ``ids`` in one ``uc_reg_read_batch`` call into fixed buffers.
+
+    The binding's ``reg_read_batch`` picks a ctypes type per register on every call,
+    which costs more than the emulated step itself; the general registers are all
+    integers of at most 8 bytes, so one zeroed uint64 buffer per register serves every
+    read. Falls back to the binding's method if its internals are not where expected.
+    """
+    import ctypes
+
+    try:
+        lib = uc_mod.unicorn_py3.unicorn.uclib
+        handle, fn = uc._uch, lib.uc_reg_read_batch
+    except AttributeError:
+        return lambda: uc.reg_read_batch(ids)
+    n = len(ids)
+    reg_ids = (ctypes.c_int * n)(*ids)
+    values = (ctypes.c_uint64 * n)()
+    base, width = ctypes.addressof(values), ctypes.sizeof(ctypes.c_uint64)
+    pointers = (ctypes.c_void_p * n)(*(base + k * width for k in range(n)))
+
+    def read() -> list[int]:
+        status = fn(handle, reg_ids, pointers, n)
+        if status != uc_mod.UC_ERR_OK:
+            raise uc_mod.UcError(status)
+        return values[:]
+
+    return read
+
+
 @dataclass
 class RefStep:
     """One architectural single-step of the reference."""
@@ -75,6 +105,7 @@ class UnicornReference:
             uc.mem_write(p * PAGE, image[p * PAGE:(p + 1) * PAGE])
         self._ids, self._fixed = self._register_ids(registers)
         self._uid = dict(self._ids)
+        self._read_batch = _batch_reader(uc_mod, uc, [uid for _, uid in self._ids])
         self._setup_system(registers, layout)
         self.write_state(tuple(registers[n] for n in REGISTERS), force=True)
         self._event: tuple[str, dict[str, Any]] | None = None
@@ -114,7 +145,7 @@ class UnicornReference:
 
     # State -------------------------------------------------------------------
     def read_state(self) -> State:
-        values = self.uc.reg_read_batch([uid for _, uid in self._ids])
+        values = self._read_batch()
         out = [0] * len(REGISTERS)
         for (i, _), v in zip(self._ids, values):
             out[i] = v
