@@ -12,7 +12,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +197,3 @@ def fuzz(programs: int, seed: int = 0, *, workers: int = 1, scheduler: str | Non
     if corpus is not None:
         write_corpus(report, corpus)
     return report
-
-
-def outcomes_of(pool: Pool, task: str, payloads: list[Any]) -> Iterator[Outcome]:
-    """For tests and benchmarks: the raw outcomes of ``task`` over ``payloads``."""
-    yield from pool.map(task, payloads)
