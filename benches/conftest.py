@@ -19,6 +19,8 @@ option                        environment variable                enabled       
 ``--bench-stream-events``     ``KVMTRACE_BENCH_STREAM_EVENTS``    2000000,5000000  20000,50000
 ``--bench-sink-rows``         ``KVMTRACE_BENCH_SINK_ROWS``        engine default   10,000
 ``--bench-analysis-events``   ``KVMTRACE_BENCH_ANALYSIS_EVENTS``  20,000,000       100,000
+``--bench-oracle-programs``   ``KVMTRACE_BENCH_ORACLE_PROGRAMS``  200              4
+``--bench-oracle-steps``      ``KVMTRACE_BENCH_ORACLE_STEPS``     100,000          1,000
 ============================  ==================================  ===============  =======
 
 Fixtures: ``sizes`` (the above), ``kvm_available`` (skips without a usable
@@ -50,6 +52,8 @@ _OPTIONS = {
                       lambda s: tuple(int(x) for x in str(s).replace(" ", "").split(",") if x)),
     "sink_rows": ("KVMTRACE_BENCH_SINK_ROWS", None, 10_000, lambda s: int(s) if s not in (None, "", "0") else None),
     "analysis_events": ("KVMTRACE_BENCH_ANALYSIS_EVENTS", 20_000_000, 100_000, int),
+    "oracle_programs": ("KVMTRACE_BENCH_ORACLE_PROGRAMS", 200, 4, int),
+    "oracle_steps": ("KVMTRACE_BENCH_ORACLE_STEPS", 100_000, 1_000, int),
 }
 
 
@@ -83,6 +87,8 @@ class Sizes:
     stream_events: tuple[int, ...]
     sink_rows: int | None
     analysis_events: int
+    oracle_programs: int
+    oracle_steps: int
 
 
 def benchmarks_enabled(config: pytest.Config) -> bool:

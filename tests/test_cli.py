@@ -18,7 +18,7 @@ from guests import NESTED
 pytest.importorskip("pyarrow")
 
 KVM = pytest.mark.requires_kvm  # arguments checked after the guest is loaded into a Machine
-COMMANDS = ("demo", "trace", "show", "analyze", "export", "conformance", "bench")
+COMMANDS = ("demo", "trace", "boot", "show", "analyze", "export", "conformance", "diff", "fuzz", "bench")
 
 
 

@@ -28,6 +28,7 @@ from kvmtrace.exceptions import (
 )
 from kvmtrace.export import read_runs, read_trace
 from kvmtrace.machine import Machine, Registers, Vcpu
+from kvmtrace.oracle.report import DiffReport, Divergence
 from kvmtrace.program import Program, Segment, Symbol, assemble, load_elf, parse_elf
 from kvmtrace.trace import Event, StopReason, Trace
 
@@ -39,12 +40,22 @@ def analyze(trace: Trace, debug: GuestDebug | None = None, **kw):  # type: ignor
     return _analyze(trace, debug, **kw)
 
 
+def diff(guest, mode="long", max_steps=None, reference="unicorn", **kw):  # type: ignore[no-untyped-def]
+    """Run a guest on KVM and on a reference model and report where they differ (see kvmtrace.oracle).
+
+    Needs Unicorn: ``pip install 'kvmtrace[reference]'`` (imported only when called).
+    """
+    from kvmtrace.oracle.differ import diff as _diff
+
+    return _diff(guest, mode, max_steps, reference, **kw)
 
 
 __all__ = [
     "CONSOLE_PORT",
     "EXIT_PORT",
     "AssemblerError",
+    "DiffReport",
+    "Divergence",
     "Event",
     "Exit",
     "GuestDebug",
@@ -76,6 +87,7 @@ __all__ = [
     "analyze",
     "assemble",
     "build_profile",
+    "diff",
     "load_elf",
     "parse_elf",
     "read_runs",

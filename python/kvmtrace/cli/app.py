@@ -29,7 +29,7 @@ from kvmtrace.cli.output import (
 )
 from kvmtrace.exceptions import InvalidConfigError, KvmTraceError, TraceFileError
 
-COMMANDS = ("demo", "trace", "boot", "show", "analyze", "export", "conformance", "bench")
+COMMANDS = ("demo", "trace", "boot", "show", "analyze", "export", "conformance", "diff", "fuzz", "bench")
 """The modules of :mod:`kvmtrace.cli.commands`, in the order ``kvmtrace --help`` lists
 them: a new command is a module there and its name here."""
 
