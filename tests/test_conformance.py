@@ -38,7 +38,6 @@ from kvmtrace.conformance import (
     select,
     verdict_of,
 )
-from kvmtrace.conformance import report as report_mod
 from kvmtrace.conformance import runner as runner_mod
 from kvmtrace.conformance.driver import Watchdog, _align
 from kvmtrace.conformance.runner import run_scenario
@@ -230,7 +229,7 @@ def test_main_ctrl_c_prints_partial_results(monkeypatch: pytest.MonkeyPatch, tmp
 
     monkeypatch.setattr(runner_mod, "run_scenario", fake_run)
     host = {"kernel": "k", "cpu": {"vendor": "v", "model": "m"}, "kvm": {}}
-    monkeypatch.setattr(report_mod, "host_info", lambda: host)
+    monkeypatch.setattr(runner_mod, "host_info", lambda: host)
     console = Console(record=True, width=200)
     out = tmp_path / "partial.json"
     assert main(["gd_bit", "step_hlt"], None, str(out), console) == 130

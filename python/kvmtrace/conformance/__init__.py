@@ -19,8 +19,9 @@ The CLI entry point is :func:`main`.
 
 from __future__ import annotations
 
+from kvmtrace.conformance.facts import DR6_CLEAN
+from kvmtrace.conformance.hostinfo import host_info
 from kvmtrace.conformance.model import (
-    DR6_CLEAN,
     Check,
     Expect,
     Mismatch,
@@ -31,9 +32,11 @@ from kvmtrace.conformance.model import (
     make_check,
     verdict_of,
 )
-from kvmtrace.conformance.report import SuiteRun, host_info, main, results_table, schema
+from kvmtrace.conformance.render import results_table
+from kvmtrace.conformance.report import main
 from kvmtrace.conformance.runner import run_scenario, run_suite, select
 from kvmtrace.conformance.scenarios import MODES, SCENARIOS, Scenario
+from kvmtrace.conformance.suite import SuiteRun, schema
 
 __all__ = [
     "DR6_CLEAN",

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kvmtrace._core import GuestDebug
+from kvmtrace._core import CONSOLE_PORT, EXIT_PORT, GuestDebug
 from kvmtrace.conformance.model import Check, Expect, Observation, make_check
+from kvmtrace.machine import Machine
+from kvmtrace.program import Program
 
 #: One expected exit of a sequence: a label, the expectation, and optionally a
 #: function returning values the guest stored (attached to the matching exit).
@@ -23,11 +25,6 @@ Item = tuple[str, Expect] | tuple[str, Expect, Callable[[], dict[str, int]]]
 #: Observations after which the vCPU cannot go on.
 TERMINAL = frozenset({"exit", "guest_exception", "shutdown", "internal_error", "fail_entry", "other", "timeout",
                       "not_reached"})
-from kvmtrace.machine import Machine
-from kvmtrace.program import Program
-
-CONSOLE_PORT = 0xE9
-EXIT_PORT = 0xF4
 #: Exit codes the guests write to port 0xF4.
 EXIT_DONE = 0x00
 EXIT_HANDLER = 0x41

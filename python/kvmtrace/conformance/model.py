@@ -10,19 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-#: DR6 with no debug condition: bits 4-11 and 16-31 read as 1, bit 12 as 0
-#: (Intel SDM Vol.3 §18.2.3, AMD APM Vol.2 §13.1.1.3; KVM's DR6_ACTIVE_LOW).
-DR6_CLEAN = 0xFFFF0FF0
-DR6_B = (1 << 0, 1 << 1, 1 << 2, 1 << 3)
-DR6_BD = 1 << 13
-DR6_BS = 1 << 14
-DR6_BT = 1 << 15
-#: DR7 bit 10 reads as 1.
-DR7_FIXED_1 = 0x400
-DR7_GD = 1 << 13
-
-DB_VECTOR = 1
-BP_VECTOR = 3
+from kvmtrace.conformance.facts import Dr6
 
 #: Exit reasons an observation can have: the KVM exit reasons of ``Machine.run_once``
 #: plus the runner's own: ``exit`` (the guest wrote port 0xF4), ``guest_exception``
@@ -52,13 +40,7 @@ class Verdict(str, enum.Enum):
 
 def dr6_names(v: int | None) -> str:
     """``B0|BS``-style names of DR6's cause bits (and ``RTM=0`` if bit 16 is clear)."""
-    if v is None:
-        return "-"
-    names = [n for bit, n in ((0, "B0"), (1, "B1"), (2, "B2"), (3, "B3"), (13, "BD"), (14, "BS"), (15, "BT"))
-             if v >> bit & 1]
-    if not v >> 16 & 1:
-        names.append("RTM=0")
-    return "|".join(names) or "none"
+    return "-" if v is None else Dr6.names(v)
 
 
 def fmt(name: str, v: Any) -> str:

@@ -7,8 +7,10 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 
 from kvmtrace.conformance.driver import GuestRun, Watchdog
+from kvmtrace.conformance.hostinfo import host_info
 from kvmtrace.conformance.model import Result, Verdict, verdict_of
 from kvmtrace.conformance.scenarios import MODES, SCENARIOS, Scenario, full_source
+from kvmtrace.conformance.suite import SuiteRun
 from kvmtrace.exceptions import InvalidConfigError, UnsupportedError
 from kvmtrace.machine import Machine
 
@@ -16,18 +18,6 @@ from kvmtrace.machine import Machine
 RUN_TIMEOUT = 2.0
 #: Seconds one scenario in one mode may take in all.
 SCENARIO_TIMEOUT = 10.0
-
-#: KVM_GUESTDBG_* bits as Linux's x86 uapi header defines them (asm/kvm.h, linux/kvm.h).
-GUESTDBG_FLAGS = {
-    0x00000001: "KVM_GUESTDBG_ENABLE",
-    0x00000002: "KVM_GUESTDBG_SINGLESTEP",
-    0x00010000: "KVM_GUESTDBG_USE_SW_BP",
-    0x00020000: "KVM_GUESTDBG_USE_HW_BP",
-    0x00040000: "KVM_GUESTDBG_INJECT_DB",
-    0x00080000: "KVM_GUESTDBG_INJECT_BP",
-    0x00100000: "KVM_GUESTDBG_BLOCKIRQ",
-}
-
 
 def select(scenarios: Iterable[str] | None = None, modes: Iterable[str] | None = None) -> list[tuple[Scenario, str]]:
     """The (scenario, mode) pairs to run, in registry order; unknown names raise InvalidConfigError."""
@@ -61,7 +51,6 @@ def run_scenario(scenario: Scenario, mode: str, watchdog: Watchdog, *, run_timeo
         result.verdict, result.reason = verdict_of(g.checks)
     except UnsupportedError as e:
         result.verdict, result.reason = Verdict.UNSUPPORTED, str(e)
-        result.notes.extend(_unsupported_hints(str(e)))
     except KeyboardInterrupt:
         raise
     except Exception as e:  # the run itself failed: report why, keep going
@@ -80,21 +69,6 @@ def run_scenario(scenario: Scenario, mode: str, watchdog: Watchdog, *, run_timeo
     return result
 
 
-def _unsupported_hints(msg: str) -> list[str]:
-    hints = []
-    if "BLOCKIRQ" in msg:
-        import re
-
-        m = re.search(r"reports (0x[0-9a-f]+)", msg)
-        if m and int(m.group(1), 16) & 0x00100000:
-            hints.append(
-                "the host advertises bit 0x00100000 in KVM_CAP_SET_GUEST_DEBUG2, which is KVM_GUESTDBG_BLOCKIRQ "
-                "in Linux's x86 uapi (asm/kvm.h); kvmtrace's own constant for the flag differs (a kvmtrace bug, "
-                "not a host deviation)"
-            )
-    return hints
-
-
 def run_suite(
     scenarios: Sequence[str] | None = None,
     modes: Sequence[str] | None = None,
@@ -108,8 +82,6 @@ def run_suite(
     On Ctrl-C the returned run is marked ``interrupted`` and holds the results so
     far (KeyboardInterrupt is not re-raised).
     """
-    from kvmtrace.conformance.report import SuiteRun, host_info
-
     pairs = select(scenarios, modes)
     run = SuiteRun(host=host_info(), results=[], requested=[(s.id, m) for s, m in pairs])
     t0 = time.monotonic()
