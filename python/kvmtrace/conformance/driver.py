@@ -7,17 +7,22 @@ step-over or re-injection logic of kvmtrace's engine in between.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kvmtrace._core import CONSOLE_PORT, EXIT_PORT, GuestDebug
+import iced_x86
+
+from kvmtrace._core import CONSOLE_PORT, EXIT_PORT, MODE_BITS, GuestDebug
+from kvmtrace.conformance.align import align as _align
 from kvmtrace.conformance.model import Check, Expect, Observation, make_check
+from kvmtrace.conformance.watchdog import RunTimeout, Watchdog
+from kvmtrace.exceptions import UnsupportedError
 from kvmtrace.machine import Machine
 from kvmtrace.program import Program
+
+__all__ = ["GuestRun", "RunTimeout", "Watchdog"]
 
 #: One expected exit of a sequence: a label, the expectation, and optionally a
 #: function returning values the guest stored (attached to the matching exit).
@@ -25,6 +30,11 @@ Item = tuple[str, Expect] | tuple[str, Expect, Callable[[], dict[str, int]]]
 #: Observations after which the vCPU cannot go on.
 TERMINAL = frozenset({"exit", "guest_exception", "shutdown", "internal_error", "fail_entry", "other", "timeout",
                       "not_reached"})
+#: Observations that end a stretch of the guest: the vCPU stopped, or reached a sync point.
+STRETCH_END = TERMINAL | {"hlt", "sync"}
+#: The guests' sync port: an OUT to it is a sync point where HLT cannot be one (with the
+#: in-kernel irqchip HLT waits in the kernel; ring 3 may not execute HLT).
+SYNC_PORT = 0xE6
 #: Exit codes the guests write to port 0xF4.
 EXIT_DONE = 0x00
 EXIT_HANDLER = 0x41
@@ -42,87 +52,11 @@ SLOT_BYTES = {"real": 2, "protected": 4, "long": 8}
 DR_BYTES = {"real": 4, "protected": 4, "long": 8}
 
 
-class RunTimeout(Exception):
-    """Raised (from a signal handler) inside a KVM_RUN that overran its deadline."""
-
-
-class Watchdog:
-    """Interrupts a KVM_RUN of the main thread that overruns its deadline.
-
-    A helper thread sends a real-time signal to the main thread while a deadline
-    has passed; the signal makes the blocking KVM_RUN return EINTR, ``run_once``
-    then runs the Python handler, which raises :class:`RunTimeout`. Only the
-    main thread can take Python signals: elsewhere the watchdog is inactive (a
-    guest that never exits would then block; the bundled guests always exit).
-    """
-
-    SIGNAL = signal.SIGRTMIN + 6  # kvmtrace's own vCPU kick uses SIGRTMIN + 2
-
-    def __init__(self) -> None:
-        self.active = False
-        self._deadline: float | None = None
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._old: Any = None
-
-    def __enter__(self) -> Watchdog:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(self.SIGNAL, self._on_signal)
-            self._target = threading.main_thread().ident
-            self._thread = threading.Thread(target=self._loop, name="kvmtrace-conformance-watchdog", daemon=True)
-            self._thread.start()
-            self.active = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._closed = True
-            self._deadline = None
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-        if self.active:
-            signal.signal(self.SIGNAL, self._old if self._old is not None else signal.SIG_DFL)
-        self.active = False
-
-    def arm(self, deadline: float) -> None:
-        with self._cond:
-            self._deadline = deadline
-            self._cond.notify_all()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._deadline = None
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        d = self._deadline
-        if d is not None and time.monotonic() >= d:
-            self._deadline = None
-            raise RunTimeout()
-
-    def _loop(self) -> None:
-        with self._cond:
-            while not self._closed:
-                d = self._deadline
-                if d is None:
-                    self._cond.wait()
-                    continue
-                now = time.monotonic()
-                if now < d:
-                    self._cond.wait(d - now)
-                    continue
-                # Past the deadline: kick until the main thread disarms (a kick that
-                # lands just before KVM_RUN is entered is lost, so repeat).
-                signal.pthread_kill(self._target, self.SIGNAL)
-                self._cond.wait(0.02)
-
-
 class GuestRun:
     """One scenario's vCPU: program guest debugging, run to the next event, check it."""
 
     def __init__(self, machine: Machine, program: Program, watchdog: Watchdog, *,
-                 run_timeout: float = 2.0, deadline: float | None = None) -> None:
+                 run_timeout: float = 2.0, deadline: float | None = None, vendor: str | None = None) -> None:
         self.m = machine
         self.prog = program
         self.mode = machine.mode
@@ -136,6 +70,10 @@ class GuestRun:
         #: Why the vCPU cannot run any more (a shutdown, an exit port write, ...).
         self.stopped: str | None = None
         self.debug: GuestDebug | None = None
+        #: The CPU vendor ("intel", "amd" or None) and, once a scenario chose by it, whose
+        #: expectation was applied.
+        self.vendor = vendor
+        self.vendor_expectation: str | None = None
 
     # Guest facts -------------------------------------------------------------
     def sym(self, name: str) -> int:
@@ -168,8 +106,21 @@ class GuestRun:
         """Move the vCPU to ``addr`` (as a debugger skips a faulting instruction)."""
         self.m.regs["rip"] = addr - self.m.regs["cs_base"]
 
+    def set_reg(self, name: str, value: int) -> None:
+        """KVM_SET_REGS / KVM_SET_SREGS of one register of vCPU 0."""
+        self.m.regs[name] = value
+
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def by_vendor(self, *, intel: Any, amd: Any, why: str) -> Any:
+        """The expectation of this host's CPU vendor, where Intel and AMD differ (noted in the result)."""
+        if self.vendor not in ("intel", "amd"):
+            raise UnsupportedError(f"the expectation depends on the CPU vendor ({why}) and this host's "
+                                   "vendor_id is neither GenuineIntel nor AuthenticAMD")
+        self.vendor_expectation = self.vendor
+        self.note(f"{'Intel' if self.vendor == 'intel' else 'AMD'} expectation applied: {why}")
+        return intel if self.vendor == "intel" else amd
 
     def run(self, *, stop_on_io: bool = False, skip: Iterable[str] = (), max_exits: int = 10_000) -> Observation:
         """KVM_RUN until the next event of interest and describe it.
@@ -203,6 +154,9 @@ class GuestRun:
                 continue
             if r == "io_out" and e.port == EXIT_PORT:
                 return self._stop(self._exit_port(e.data or b"\0"))
+            if r == "io_out" and e.port == SYNC_PORT:
+                rip = self._linear_rip()
+                return Observation("sync", pc=rip, note=self.where(rip))
             if r in skip:
                 self.passed_exits.append(r)
                 continue
@@ -224,8 +178,9 @@ class GuestRun:
             if r == "internal_error":
                 data = ", ".join(f"{x:#x}" for x in (e.internal_data or [])[:4])
                 rip = self._linear_rip()
-                note = f"suberror {e.suberror} data [{data}] at {self.where(rip)}"
-                return self._stop(Observation(r, pc=rip, note=note))
+                insn = self.insn_at(rip)
+                note = f"suberror {e.suberror} data [{data}] at {self.where(rip)}: {insn or 'undecodable'}"
+                return self._stop(Observation(r, pc=rip, note=note, insn=insn))
             return self._stop(Observation(r, pc=self._linear_rip(), note=e.detail or self.where(self._linear_rip())))
         return self._stop(Observation("timeout", note=f"no event of interest in {max_exits} exits"))
 
@@ -246,7 +201,7 @@ class GuestRun:
                         **run_kw: Any) -> list[Observation | None]:
         """Collect the exits of one stretch of the guest and check them against ``items`` in order.
 
-        Collection stops at a HLT (a sync point), at an exit that ends the vCPU,
+        Collection stops at a sync point (HLT or the sync port), at an exit that ends the vCPU,
         at a debug exit at ``end_pc`` (default: the pc of the last item, when it is
         a debug exit) or past it (that exit is left out), or after ``max_events``.
         Expected and observed exits are then aligned (longest common subsequence
@@ -266,7 +221,7 @@ class GuestRun:
                           f"({self.where(end_pc)}) without it")
                 break
             observed.append(obs)
-            if obs.reason in TERMINAL or obs.reason == "hlt" or (obs.reason == "debug" and obs.pc == end_pc):
+            if obs.reason in STRETCH_END or (obs.reason == "debug" and obs.pc == end_pc):
                 break
         pairs = _align([it[1] for it in items], observed)
         matched: list[Observation | None] = [None] * len(items)
@@ -274,10 +229,13 @@ class GuestRun:
             if i is not None and j is not None:
                 matched[i] = observed[j]
         last_label = "the start"
-        for i, j in pairs:
+        for k, (i, j) in enumerate(pairs):
             if i is None:
                 assert j is not None
-                self.check(f"unexpected exit after {last_label}", Expect("none"), observed[j])
+                # An extra exit belongs to the expectation it came before (else the last one).
+                near = next((items[p][1].kind for p, _ in pairs[k:] if p is not None), None)
+                kind = near or (items[-1][1].kind if items else None)
+                self.check(f"unexpected exit after {last_label}", Expect("none", kind=kind), observed[j])
                 continue
             label, exp = items[i][0], items[i][1]
             if j is None:
@@ -291,6 +249,28 @@ class GuestRun:
             self.check(label, exp, obs)
             last_label = label
         return matched
+
+    def collect(self, *, until_pc: int | None = None, max_events: int = 64, **run_kw: Any) -> list[Observation]:
+        """The exits of one stretch: up to a debug exit at ``until_pc``, a sync point, an exit that
+        ends the vCPU, or ``max_events`` exits (for checks that pick exits by a property)."""
+        out: list[Observation] = []
+        while len(out) < max_events:
+            obs = self.run(**run_kw)
+            out.append(obs)
+            if obs.reason in STRETCH_END or (obs.reason == "debug" and until_pc is not None and obs.pc == until_pc):
+                break
+        return out
+
+    def insn_at(self, pc: int | None) -> str | None:
+        """The instruction at linear ``pc`` (identity-mapped), decoded in the mode's bitness."""
+        if pc is None:
+            return None
+        try:
+            data = self.m.read(pc, 15)
+        except Exception:  # outside guest memory: nothing to decode
+            return None
+        ins = iced_x86.Decoder(MODE_BITS[self.mode], data, ip=pc).decode()
+        return None if ins.is_invalid else _FORMATTER.format(ins)
 
     # Helpers -----------------------------------------------------------------
     def _linear_rip(self) -> int | None:
@@ -317,59 +297,7 @@ class GuestRun:
         return Observation("exit", code=code, pc=self._linear_rip())
 
 
-def _same_event(e: Expect, o: Observation) -> bool:
-    """Whether ``o`` is the exit ``e`` describes (its other fields may still differ)."""
-    return (e.reason == o.reason and (e.pc is None or e.pc == o.pc) and (e.port is None or e.port == o.port)
-            and (e.addr is None or e.addr == o.addr))
-
-
-def _align(expected: Sequence[Expect], observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
-    """Longest-common-subsequence alignment: (item index or None, observation index or None), in order."""
-    n, m = len(expected), len(observed)
-    lcs = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n - 1, -1, -1):
-        for j in range(m - 1, -1, -1):
-            lcs[i][j] = (lcs[i + 1][j + 1] + 1 if _same_event(expected[i], observed[j])
-                         else max(lcs[i + 1][j], lcs[i][j + 1]))
-    out: list[tuple[int | None, int | None]] = []
-    i = j = 0
-    while i < n and j < m:
-        if _same_event(expected[i], observed[j]) and lcs[i][j] == lcs[i + 1][j + 1] + 1:
-            out.append((i, j))
-            i, j = i + 1, j + 1
-        elif lcs[i + 1][j] >= lcs[i][j + 1]:
-            out.append((i, None))
-            i += 1
-        else:
-            out.append((None, j))
-            j += 1
-    out += [(k, None) for k in range(i, n)] + [(None, k) for k in range(j, m)]
-    return _pair_leftovers(out, expected, observed)
-
-
-def _pair_leftovers(pairs: list[tuple[int | None, int | None]], expected: Sequence[Expect],
-                    observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
-    """Pair a missing item with an unmatched exit right next to it.
-
-    An exit in the place of the expected one (a wrong pc, a HLT or an internal
-    error instead of the debug exit) reads better as one mismatch, "expected X,
-    observed Y", than as a missing exit plus an unexpected one.
-    """
-    out: list[tuple[int | None, int | None]] = []
-    k = 0
-    while k < len(pairs):
-        a = pairs[k]
-        b = pairs[k + 1] if k + 1 < len(pairs) else None
-        if b is not None and a[1] is None and b[0] is None:
-            out.append((a[0], b[1]))
-            k += 2
-        elif b is not None and a[0] is None and b[1] is None:
-            out.append((b[0], a[1]))
-            k += 2
-        else:
-            out.append(a)
-            k += 1
-    return out
+_FORMATTER = iced_x86.Formatter(iced_x86.FormatterSyntax.INTEL)
 
 
 def _with_values(obs: Observation, values: dict[str, int]) -> Observation:

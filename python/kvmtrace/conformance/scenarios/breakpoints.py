@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kvmtrace.conformance.driver import EXIT_DONE, GuestRun
-from kvmtrace.conformance.model import Expect
+from kvmtrace.conformance.driver import GuestRun
 from kvmtrace.conformance.scenarios.common import (
     DATA_TARGET,
     PIO_PORT,
@@ -14,6 +13,7 @@ from kvmtrace.conformance.scenarios.common import (
     SYNC,
     Scenario,
     bp_hit,
+    guest_exit,
     hw_bp,
     static,
 )
@@ -102,13 +102,14 @@ def run_data_bp(kind: str) -> Callable[[GuestRun], None]:
                 g.set_debug(debug)
                 # The non-matching accesses come first; after the two matches nothing
                 # else may match before the group's HLT.
+                hit1, hit2 = (bp_hit(g.sym(f"{t}_hit{i}"), slot, debug, kind="data_bp") for i in (1, 2))
                 g.expect_sequence([
-                    (f"DR{slot} len {n}: first matching access", bp_hit(g.sym(f"{t}_hit1"), slot, debug)),
-                    (f"DR{slot} len {n}: second matching access", bp_hit(g.sym(f"{t}_hit2"), slot, debug)),
+                    (f"DR{slot} len {n}: first matching access", hit1),
+                    (f"DR{slot} len {n}: second matching access", hit2),
                     (f"DR{slot} len {n}: end of group", SYNC),
                 ])
         g.set_debug(None)
-        g.expect("guest completes", Expect("exit", code=EXIT_DONE))
+        g.expect("guest completes", guest_exit())
 
     return run
 
@@ -156,20 +157,20 @@ def run_hw_io_bp(g: GuestRun) -> None:
         debug = hw_bp(slot, PIO_PORT, "io", 1)
         g.set_debug(debug)
         g.expect_sequence([
-            (f"DR{slot} port {PIO_PORT:#x}: OUT", bp_hit(g.sym(f"s{slot}_hit1"), slot, debug)),
-            (f"DR{slot} port {PIO_PORT:#x}: IN", bp_hit(g.sym(f"s{slot}_hit2"), slot, debug)),
+            (f"DR{slot} port {PIO_PORT:#x}: OUT", bp_hit(g.sym(f"s{slot}_hit1"), slot, debug, kind="io_bp")),
+            (f"DR{slot} port {PIO_PORT:#x}: IN", bp_hit(g.sym(f"s{slot}_hit2"), slot, debug, kind="io_bp")),
             (f"DR{slot}: end of group", SYNC),
         ])
     debug = hw_bp(0, PIO_PORT + 4, "io", 4)
     g.set_debug(debug)
     g.expect_sequence([
-        ("DR0 ports 0x84-0x87: OUT to 0x87", bp_hit(g.sym("l4_hit1"), 0, debug)),
+        ("DR0 ports 0x84-0x87: OUT to 0x87", bp_hit(g.sym("l4_hit1"), 0, debug, kind="io_bp")),
         # The MOV DX between the two accesses does no I/O: the next report is after the IN.
-        ("DR0 ports 0x84-0x87: IN EAX from 0x84", bp_hit(g.sym("l4_hit2"), 0, debug)),
+        ("DR0 ports 0x84-0x87: IN EAX from 0x84", bp_hit(g.sym("l4_hit2"), 0, debug, kind="io_bp")),
         ("DR0 ports 0x84-0x87: end of group", SYNC),
     ])
     g.set_debug(None)
-    g.expect("guest completes", Expect("exit", code=EXIT_DONE))
+    g.expect("guest completes", guest_exit())
 
 FAMILY = (
     Scenario("hw_exec_bp", "instruction breakpoint in DR0, DR1, DR2, DR3", static("hw_exec_bp"),

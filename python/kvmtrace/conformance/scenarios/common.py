@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 
 from kvmtrace._core import GuestDebug
-from kvmtrace.conformance.driver import GuestRun
+from kvmtrace.conformance.driver import EXIT_DONE, GuestRun
 from kvmtrace.conformance.facts import (
     DB_VECTOR,
     DR6_B,
@@ -75,18 +75,29 @@ def use_hw_without_breakpoints() -> GuestDebug:
     return GuestDebug(raw_debugreg=(0, 0, 0, 0, DR7_FIXED_1))
 
 
-def step_trap(pc: int, *, dr7: int | None = None) -> Expect:
-    """A single-step trap reported after the instruction (SDM §18.3.1.4; APM §13.1.1.3 BS)."""
-    return Expect("debug", exception=DB_VECTOR, pc=pc, dr6=DR6_CLEAN | DR6_BS, dr7=dr7)
+def step_trap(pc: int, *, dr7: int | None = DR7_FIXED_1, kind: str = "step") -> Expect:
+    """A single-step trap reported after the instruction (SDM §18.3.1.4; APM §13.1.1.3 BS).
+
+    ``dr7``: the DR7 in force, informational (default 0x400: no breakpoint programmed;
+    bit 10 always reads 1).
+    """
+    return Expect("debug", exception=DB_VECTOR, pc=pc, dr6=DR6_CLEAN | DR6_BS, dr7=dr7, kind=kind)
 
 
-def bp_hit(pc: int, slot: int, debug: GuestDebug, *, check_dr7: bool = True) -> Expect:
-    """A hardware breakpoint of DR``slot``: only Bslot set; dr7 echoes the programmed DR7."""
-    return Expect("debug", exception=DB_VECTOR, pc=pc, dr6=DR6_CLEAN | DR6_B[slot],
-                  dr7=debug.dr7 if check_dr7 else None)
+def bp_hit(pc: int, slot: int, debug: GuestDebug, *, kind: str = "exec_bp") -> Expect:
+    """A hardware breakpoint of DR``slot``: only Bslot set; dr7 (informational) echoes the programmed DR7."""
+    return Expect("debug", exception=DB_VECTOR, pc=pc, dr6=DR6_CLEAN | DR6_B[slot], dr7=debug.dr7, kind=kind)
 
 
-SYNC = Expect("hlt")  # the guest reached its next HLT sync point
+#: The guest reached its next HLT sync point.
+SYNC = Expect("hlt", kind="progress")
+#: The guest wrote its sync port (driver.SYNC_PORT): the sync point of irqchip and ring-3 guests.
+PSYNC = Expect("sync", kind="progress")
+
+
+def guest_exit(code: int = EXIT_DONE, **guest: int) -> Expect:
+    """The guest wrote ``code`` to the exit port, having observed ``guest`` (read back from its memory)."""
+    return Expect("exit", code=code, guest=guest, kind="progress")
 
 
 def guest_source(name: str) -> str:
@@ -121,6 +132,9 @@ class Scenario:
     #: IDT/IVT vectors pointed at scenario symbols (the others go to the catch-all stubs).
     handlers: dict[int, str] = field(default_factory=dict)
     memory_size: Callable[[str], int] = lambda mode: 16 << 20
+    #: Machine(irqchip=True): KVM's in-kernel LAPIC/IOAPIC/PIC and PIT (HLT then waits in the
+    #: kernel, so such guests sync through the sync port instead).
+    irqchip: bool = False
 
 
 def static(name: str) -> Callable[[str], str]:

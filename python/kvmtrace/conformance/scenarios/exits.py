@@ -30,12 +30,12 @@ def run_step_across_pio(g: GuestRun) -> None:
     g.expect_sequence([
         ("step to the OUT", step_trap(g.sym("pio_out"))),
         ("OUT imm8 exits to userspace", Expect("io_out", port=PIO_PORT)),
-        ("step trap after OUT imm8", step_trap(g.sym("pio_out_end"))),
+        ("step trap after OUT imm8", step_trap(g.sym("pio_out_end"), kind="step_after_pio_out")),
         ("IN imm8 exits to userspace", Expect("io_in", port=PIO_PORT)),
-        ("step trap after IN imm8", step_trap(g.sym("pio_in_end"))),
+        ("step trap after IN imm8", step_trap(g.sym("pio_in_end"), kind="step_after_pio_in")),
         ("step over MOV DX", step_trap(g.sym("pio_dx"))),
         ("OUT DX exits to userspace", Expect("io_out", port=PIO_PORT + 2)),
-        ("step trap after OUT DX", step_trap(g.sym("pio_dx_end"))),
+        ("step trap after OUT DX", step_trap(g.sym("pio_dx_end"), kind="step_after_pio_out")),
     ], stop_on_io=True)
 
 
@@ -50,10 +50,11 @@ def run_step_across_mmio(g: GuestRun) -> None:
     g.expect_sequence([
         ("step to the MMIO store", step_trap(g.sym("mmio_w"))),
         ("the store exits to userspace", Expect("mmio_write", addr=a)),
-        ("step trap after the MMIO store", step_trap(g.sym("mmio_w_end"))),
+        ("step trap after the MMIO store", step_trap(g.sym("mmio_w_end"), kind="step_after_mmio_store")),
         ("the load exits to userspace", Expect("mmio_read", addr=a)),
-        ("step trap after the MMIO load", step_trap(g.sym("mmio_r_end"))),
+        ("step trap after the MMIO load", step_trap(g.sym("mmio_r_end"), kind="step_after_mmio_load")),
     ], stop_on_io=True)
+
 
 FAMILY = (
     Scenario("step_across_pio", "single-step OUT/IN that exit to userspace", static("step_across_pio"),

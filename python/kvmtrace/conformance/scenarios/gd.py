@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kvmtrace._core import GuestDebug
-from kvmtrace.conformance.driver import EXIT_DONE, GuestRun
+from kvmtrace.conformance.driver import GuestRun
 from kvmtrace.conformance.facts import (
     DB_VECTOR,
     DR6_BD,
@@ -14,6 +14,7 @@ from kvmtrace.conformance.facts import (
 from kvmtrace.conformance.model import Expect
 from kvmtrace.conformance.scenarios.common import (
     Scenario,
+    guest_exit,
     static,
 )
 
@@ -28,7 +29,7 @@ GD_CITE = (
 def run_gd_bit(g: GuestRun) -> None:
     debug = GuestDebug(general_detect=True)
     g.set_debug(debug)
-    gd = Expect("debug", exception=DB_VECTOR, dr6=DR6_CLEAN | DR6_BD, dr7=debug.dr7)
+    gd = Expect("debug", exception=DB_VECTOR, dr6=DR6_CLEAN | DR6_BD, dr7=debug.dr7, kind="gd")
     for probe, what in (("gd_read", "MOV from DR0"), ("gd_write", "MOV to DR1")):
         if g.stopped is None:
             g.set_pc(g.sym(probe))
@@ -37,7 +38,8 @@ def run_gd_bit(g: GuestRun) -> None:
     g.set_debug(None)
     if g.stopped is None:
         g.set_pc(g.sym("gd_done"))
-    g.expect("guest completes", Expect("exit", code=EXIT_DONE))
+    g.expect("guest completes", guest_exit())
+
 
 FAMILY = (
     Scenario("gd_bit", "DR7.GD: MOV from/to DRn faults with DR6.BD", static("gd_bit"), run_gd_bit, GD_CITE),

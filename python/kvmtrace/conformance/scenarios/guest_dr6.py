@@ -10,6 +10,7 @@ from kvmtrace.conformance.facts import (
     DR6_BD,
     DR6_BS,
     DR6_CLEAN,
+    DR7_FIXED_1,
 )
 from kvmtrace.conformance.model import Expect
 from kvmtrace.conformance.scenarios.common import (
@@ -38,30 +39,32 @@ def run_guest_dr6_preserved(g: GuestRun) -> None:
     stop = g.sym("a_sync")
     for n in range(1, 33):
         obs = g.run()
-        g.check(f"part a: step {n} reports only BS", Expect("debug", exception=DB_VECTOR, dr6=DR6_CLEAN | DR6_BS), obs)
+        step = Expect("debug", exception=DB_VECTOR, dr6=DR6_CLEAN | DR6_BS, dr7=DR7_FIXED_1, kind="dr6_exit")
+        g.check(f"part a: step {n} reports only BS", step, obs)
         if obs.reason != "debug" or obs.pc == stop:
             break
     g.set_debug(None)
     g.expect_sequence([("part a: the guest reads back its own DR6 after host single-steps",
-                        Expect("hlt", guest={"dr6": GUEST_DR6}), lambda: {"dr6": g.read_dr6(0x1000)})])
+                        Expect("hlt", guest={"dr6": GUEST_DR6}, kind="guest_dr6"),
+                        lambda: {"dr6": g.read_dr6(0x1000)})])
     # (b) a host data breakpoint fires between the guest's write and its read.
     debug = hw_bp(0, DATA_TARGET, "write", 1)
     g.set_debug(debug)
     g.expect_sequence([
-        ("part b: host write breakpoint reports only B0", bp_hit(g.sym("wr_end"), 0, debug, check_dr7=False)),
+        ("part b: host write breakpoint reports only B0", bp_hit(g.sym("wr_end"), 0, debug, kind="data_bp")),
         ("part b: the guest reads back its own DR6 after a host data breakpoint",
-         Expect("hlt", guest={"dr6": GUEST_DR6}), lambda: {"dr6": g.read_dr6(0x1008)}),
+         Expect("hlt", guest={"dr6": GUEST_DR6}, kind="guest_dr6"), lambda: {"dr6": g.read_dr6(0x1008)}),
     ])
     # (c) a host instruction breakpoint fires between the guest's write and its read.
     debug = hw_bp(2, g.sym("xbp"), "exec")
     g.set_debug(debug)
     hit = g.expect_sequence([("part c: host instruction breakpoint reports only B2",
-                              bp_hit(g.sym("xbp"), 2, debug, check_dr7=False))])
+                              bp_hit(g.sym("xbp"), 2, debug))])
     g.set_debug(None)
     if hit[0] is not None:
         g.expect_sequence([("part c: the guest reads back its own DR6 after a host instruction breakpoint",
-                            Expect("hlt", guest={"dr6": GUEST_DR6}), lambda: {"dr6": g.read_dr6(0x1010)})])
-
+                            Expect("hlt", guest={"dr6": GUEST_DR6}, kind="guest_dr6"),
+                            lambda: {"dr6": g.read_dr6(0x1010)})])
 
 
 NO_ACCUM_CITE = (
@@ -75,14 +78,14 @@ def run_exit_dr6_no_accumulation(g: GuestRun) -> None:
     step = GuestDebug(single_step=True)
     d1 = hw_bp(1, DATA_TARGET, "write", 1)
     g.set_debug(d1)
-    g.expect_sequence([("DR1 write breakpoint: B1 only", bp_hit(g.sym("w1_end"), 1, d1, check_dr7=False)),
+    g.expect_sequence([("DR1 write breakpoint: B1 only", bp_hit(g.sym("w1_end"), 1, d1, kind="data_bp")),
                        ("stretch end", SYNC)])
     g.set_debug(step)
     g.expect_sequence([("step after the data breakpoint: BS only", step_trap(g.sym("s1"))),
                        ("second step: BS only", step_trap(g.sym("s2")))])
     d2 = hw_bp(2, g.sym("x2"), "exec")
     g.set_debug(d2)
-    hit = g.expect_sequence([("DR2 instruction breakpoint: B2 only", bp_hit(g.sym("x2"), 2, d2, check_dr7=False))])
+    hit = g.expect_sequence([("DR2 instruction breakpoint: B2 only", bp_hit(g.sym("x2"), 2, d2))])
     if hit[0] is not None:
         g.set_debug(step)
         g.expect_sequence([("step off the instruction breakpoint: BS only", step_trap(g.sym("x2_end")))])
@@ -93,11 +96,13 @@ def run_exit_dr6_no_accumulation(g: GuestRun) -> None:
     gd = GuestDebug(general_detect=True)
     g.set_debug(gd)
     g.expect_sequence([("general detect: BD only",
-                        Expect("debug", exception=DB_VECTOR, pc=g.sym("g"), dr6=DR6_CLEAN | DR6_BD))])
+                        Expect("debug", exception=DB_VECTOR, pc=g.sym("g"), dr6=DR6_CLEAN | DR6_BD,
+                               dr7=gd.dr7, kind="gd"))])
     g.set_debug(step)
     if g.stopped is None:
         g.set_pc(g.sym("g_next"))  # skip the MOV (and the SYNC after it), as a debugger would
     g.expect_sequence([("step after general detect: BS only", step_trap(g.sym("g_next_end")))])
+
 
 FAMILY = (
     Scenario("guest_dr6_preserved", "the guest's DR6 survives host single-step and host breakpoints",

@@ -27,7 +27,8 @@ def run_icebp(g: GuestRun) -> None:
     # (a) no host debugging: the guest's own #DB handler gets INT1 as a trap.
     g.expect_sequence([
         ("the guest's #DB handler sees INT1 as a trap with a clean DR6",
-         Expect("hlt", guest={"vector": DB_VECTOR, "dr6": DR6_CLEAN, "return_address": g.sym("ice1_end")}),
+         Expect("hlt", guest={"vector": DB_VECTOR, "dr6": DR6_CLEAN, "return_address": g.sym("ice1_end")},
+                kind="icebp"),
          lambda: {"vector": g.read_uint(0x1010, 1), "dr6": g.read_dr6(0x1018), "return_address": g.read_slot(0x1020)}),
     ])
     # (b) with KVM_GUESTDBG_USE_HW_BP the #DB exits to the host instead.
@@ -35,11 +36,12 @@ def run_icebp(g: GuestRun) -> None:
     g.set_debug(use_hw_without_breakpoints())
     g.expect_sequence([
         ("INT1 exits to the host as a trap with no cause bits",
-         Expect("debug", exception=DB_VECTOR, pc=g.sym("ice2_end"), dr6=DR6_CLEAN, dr7=DR7_FIXED_1)),
+         Expect("debug", exception=DB_VECTOR, pc=g.sym("ice2_end"), dr6=DR6_CLEAN, dr7=DR7_FIXED_1,
+                kind="icebp")),
     ])
     g.set_debug(None)
     g.expect_sequence([("the guest goes on after the host's INT1 exit; its handler is not entered",
-                        Expect("hlt", guest={"handler_vector": 0}),
+                        Expect("hlt", guest={"handler_vector": 0}, kind="icebp"),
                         lambda: {"handler_vector": g.read_uint(0x1010, 1)})])
 
 FAMILY = (

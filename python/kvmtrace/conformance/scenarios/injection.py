@@ -33,7 +33,7 @@ def run_inject(vector: int) -> Callable[[GuestRun], None]:
         g.set_debug(GuestDebug(inject_db=vector == DB_VECTOR, inject_bp=vector == BP_VECTOR))
         g.expect_sequence([
             (f"the guest's handler for vector {vector} runs with its own DR6 and the right return address",
-             Expect("exit", code=EXIT_HANDLER,
+             Expect("exit", code=EXIT_HANDLER, kind="inject",
                     guest={"vector": vector, "dr6": DR6_CLEAN, "return_address": g.sym("inj_point")}),
              lambda: {"vector": g.read_uint(0x1010, 1), "dr6": g.read_dr6(0x1018),
                       "return_address": g.read_slot(0x1020)}),

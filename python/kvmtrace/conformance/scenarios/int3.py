@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from kvmtrace._core import GuestDebug
-from kvmtrace.conformance.driver import EXIT_DONE, GuestRun
+from kvmtrace.conformance.driver import GuestRun
 from kvmtrace.conformance.facts import (
     BP_VECTOR,
 )
 from kvmtrace.conformance.model import Expect
 from kvmtrace.conformance.scenarios.common import (
     Scenario,
+    guest_exit,
     static,
 )
 
@@ -25,12 +26,12 @@ SW_BP_CITE = (
 def run_sw_bp_int3(g: GuestRun) -> None:
     at = g.sym("sw_bp")
     g.set_debug(GuestDebug(sw_breakpoints=[at]))
-    g.expect("INT3 exits to the host", Expect("debug", exception=BP_VECTOR, pc=at))
+    g.expect("INT3 exits to the host", Expect("debug", exception=BP_VECTOR, pc=at, kind="sw_bp"))
     # The debugger resumes past its breakpoint: nothing may have been delivered to the guest.
     g.set_debug(None)
     if g.stopped is None:
         g.set_pc(g.sym("sw_bp_end"))
-    g.expect("guest resumes after the INT3 without seeing #BP", Expect("exit", code=EXIT_DONE))
+    g.expect("guest resumes after the INT3 without seeing #BP", guest_exit())
 
 FAMILY = (
     Scenario("sw_bp_int3", "INT3 with KVM_GUESTDBG_USE_SW_BP exits with #BP at the INT3",

@@ -28,7 +28,8 @@ def run_mov_ss_shadow(g: GuestRun) -> None:
     g.set_debug(GuestDebug(single_step=True))
     g.expect_sequence([
         ("step to MOV SS", step_trap(g.sym("mss"))),
-        ("no trap after MOV SS: the next one follows the instruction after it", step_trap(g.sym("mss_next"))),
+        ("no trap after MOV SS: the next one follows the instruction after it",
+         step_trap(g.sym("mss_next"), kind="mov_ss_step")),
         ("stepping goes on normally", step_trap(g.sym("mss_next2"))),
     ])
     g.set_debug(None)
@@ -38,7 +39,8 @@ def run_mov_ss_shadow(g: GuestRun) -> None:
         g.expect_sequence([
             ("step to PUSH SS", step_trap(g.sym("pss_push"))),
             ("step to POP SS", step_trap(g.sym("pss"))),
-            ("no trap after POP SS: the next one follows the instruction after it", step_trap(g.sym("pss_next"))),
+            ("no trap after POP SS: the next one follows the instruction after it",
+             step_trap(g.sym("pss_next"), kind="mov_ss_step")),
             ("stepping goes on normally after POP SS", step_trap(g.sym("pss_next2"))),
         ])
         g.set_debug(None)
@@ -47,7 +49,7 @@ def run_mov_ss_shadow(g: GuestRun) -> None:
     g.set_debug(debug)
     g.expect_sequence([
         ("data breakpoint on the MOV SS load is reported after the next instruction",
-         bp_hit(g.sym("mssm_next"), 0, debug, check_dr7=False)),
+         bp_hit(g.sym("mssm_next"), 0, debug, kind="mov_ss_data_bp")),
         ("part c done", SYNC),
     ])
 

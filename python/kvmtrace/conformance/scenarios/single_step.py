@@ -24,7 +24,8 @@ def run_single_step(g: GuestRun, *, block_irq: bool) -> None:
     # no hardware breakpoints programmed).
     debug = GuestDebug(single_step=True, block_irq=block_irq)
     g.set_debug(debug)
-    g.expect_sequence([(f"step to {label}", step_trap(g.sym(label), dr7=debug.dr7))
+    g.expect_sequence([(f"step to {label}", step_trap(g.sym(label), dr7=debug.dr7,
+                                                      kind="step_emulated" if label in ("ss_3", "ss_5") else "step"))
                        for label in ("ss_1", "ss_2", "ss_3", "ss_4", "ss_5", "ss_6", "ss_end")])
 
 FAMILY = (

@@ -23,7 +23,7 @@ def run_step_hlt(g: GuestRun) -> None:
     g.set_debug(GuestDebug(single_step=True))
     g.expect_sequence([
         ("step to HLT", step_trap(g.sym("h"))),
-        ("single-step trap after HLT", step_trap(g.sym("h_end"))),
+        ("single-step trap after HLT", step_trap(g.sym("h_end"), kind="step_after_hlt")),
         ("stepping goes on after HLT", step_trap(g.sym("h_next"))),
     ], skip=("hlt",))
     if "hlt" in g.passed_exits:
