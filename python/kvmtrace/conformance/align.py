@@ -40,24 +40,27 @@ def align(expected: Sequence[Expect], observed: Sequence[Observation]) -> list[t
 
 def pair_leftovers(pairs: list[tuple[int | None, int | None]], expected: Sequence[Expect],
                     observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
-    """Pair a missing item with an unmatched exit right next to it.
+    """Between two matched pairs, pair the missing items with the unmatched exits, in order.
 
-    An exit in the place of the expected one (a wrong pc, a HLT or an internal
-    error instead of the debug exit) reads better as one mismatch, "expected X,
-    observed Y", than as a missing exit plus an unexpected one.
+    An exit in the place of the expected one (a wrong pc, a HLT, an internal error or
+    an exception the guest took instead of the debug exit) reads better as one
+    mismatch, "expected X, observed Y", than as a missing exit plus an unexpected one;
+    the first missing item gets the first unmatched exit.
     """
     out: list[tuple[int | None, int | None]] = []
     k = 0
     while k < len(pairs):
-        a = pairs[k]
-        b = pairs[k + 1] if k + 1 < len(pairs) else None
-        if b is not None and a[1] is None and b[0] is None:
-            out.append((a[0], b[1]))
-            k += 2
-        elif b is not None and a[0] is None and b[1] is None:
-            out.append((b[0], a[1]))
-            k += 2
-        else:
-            out.append(a)
+        if pairs[k][0] is not None and pairs[k][1] is not None:
+            out.append(pairs[k])
             k += 1
+            continue
+        block_end = k
+        while block_end < len(pairs) and (pairs[block_end][0] is None or pairs[block_end][1] is None):
+            block_end += 1
+        items = [i for i, _ in pairs[k:block_end] if i is not None]
+        extra = [j for _, j in pairs[k:block_end] if j is not None]
+        n = min(len(items), len(extra))
+        out += list(zip(items[:n], extra[:n]))
+        out += [(i, None) for i in items[n:]] + [(None, j) for j in extra[n:]]
+        k = block_end
     return out

@@ -94,8 +94,11 @@ def print_diff(d: ReportDiff, console: Console, a_name: str, b_name: str) -> Non
     console.print(f"[bold]changes from {a_name} to {b_name}[/]")
     lines = [f"  verdict  {scenario} [{mode}]: {va or 'not run'} -> {vb or 'not run'}"
              for scenario, mode, va, vb in d.verdicts]
-    lines += [f"  finding appeared: {f['title']} ({f['aspect']}, {len(f.get('scenarios', []))} runs)" for f in d.appeared]
-    lines += [f"  finding gone: {f['title']} ({f['aspect']}, {len(f.get('scenarios', []))} runs)" for f in d.gone]
+    def finding(f: dict[str, Any]) -> str:
+        return f"{f['title']} ({f['aspect']}, {len(f.get('scenarios', []))} runs)"
+
+    lines += [f"  finding appeared: {finding(f)}" for f in d.appeared]
+    lines += [f"  finding gone: {finding(f)}" for f in d.gone]
     lines += [f"  finding {title}: explains {na} -> {nb} runs" for _, title, na, nb in d.runs_changed]
     lines += [f"  host {k}: {x!r} -> {y!r}" for k, x, y in d.host]
     for line in lines:

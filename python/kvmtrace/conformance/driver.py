@@ -161,6 +161,9 @@ class GuestRun:
                 self.passed_exits.append(r)
                 continue
             if r == "debug":
+                vector = self._stub_vector(e.pc)
+                if vector is not None:  # the host is stepping the guest's catch-all stub
+                    return self._stop(self._guest_exception(vector, self._stack_slots(), code=None))
                 return Observation("debug", exception=e.exception, pc=e.pc, dr6=e.dr6, dr7=e.dr7,
                                    note=self.where(e.pc))
             if r in ("io_out", "io_in"):
@@ -209,6 +212,11 @@ class GuestRun:
         reported as exactly that instead of shifting every later comparison.
         Returns the observation matched to each item (None: missing).
         """
+        if self.stopped is not None:  # nothing after the stop is reachable
+            gone = Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
+            for item in items:
+                self.check(item[0], item[1], gone)
+            return [None] * len(items)
         if end_pc is None and items and items[-1][1].reason == "debug":
             end_pc = items[-1][1].pc
         limit = max_events if max_events is not None else len(items) + 8
@@ -228,6 +236,12 @@ class GuestRun:
         for i, j in pairs:
             if i is not None and j is not None:
                 matched[i] = observed[j]
+        # Items after the exit that stopped the vCPU were never reachable: not_reached, not missing.
+        end = next((k for k, (_, j) in enumerate(pairs) if j is not None and observed[j].reason in TERMINAL), None)
+
+        def stopped_before(k: int) -> bool:
+            return end is not None and k > end
+
         last_label = "the start"
         for k, (i, j) in enumerate(pairs):
             if i is None:
@@ -238,7 +252,9 @@ class GuestRun:
                 self.check(f"unexpected exit after {last_label}", Expect("none", kind=kind), observed[j])
                 continue
             label, exp = items[i][0], items[i][1]
-            if j is None:
+            if j is None and stopped_before(k):
+                obs = Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
+            elif j is None:
                 seen = ", ".join(f"{o.reason}@{self.where(o.pc)}" if o.pc is not None else o.reason for o in observed)
                 obs = Observation("missing", note=f"not reported; the exits were: {seen or 'none'}")
             else:
@@ -286,15 +302,30 @@ class GuestRun:
     def _exit_port(self, data: bytes) -> Observation:
         code = data[0]
         if code & EXIT_STUB and (code & 0x7F) < 32:
-            vector = code & 0x7F
-            slots = [self.read_slot(STUB_RECORD + 8), self.read_slot(STUB_RECORD + 16)]
-            has_error = self.mode != "real" and vector in ERROR_CODE_VECTORS
-            ret = slots[1] if has_error else slots[0]
-            name = VECTOR_NAMES.get(vector, f"vector {vector}")
-            extra = f", error code {slots[0]:#x}" if has_error else ""
-            return Observation("guest_exception", exception=vector, pc=ret, code=code,
-                               note=f"the guest took {name} (return address {self.where(ret)}{extra})")
+            slots = (self.read_slot(STUB_RECORD + 8), self.read_slot(STUB_RECORD + 16))
+            return self._guest_exception(code & 0x7F, slots, code=code)
         return Observation("exit", code=code, pc=self._linear_rip())
+
+    def _guest_exception(self, vector: int, slots: tuple[int, int], *, code: int | None) -> Observation:
+        """The guest took ``vector`` into its catch-all stub; ``slots``: the top two stack slots."""
+        has_error = self.mode != "real" and vector in ERROR_CODE_VECTORS
+        ret = slots[1] if has_error else slots[0]
+        name = VECTOR_NAMES.get(vector, f"vector {vector}")
+        extra = f", error code {slots[0]:#x}" if has_error else ""
+        return Observation("guest_exception", exception=vector, pc=ret, code=code,
+                           note=f"the guest took {name} (return address {self.where(ret)}{extra})")
+
+    def _stub_vector(self, pc: int | None) -> int | None:
+        """The vector of the catch-all stub ``pc`` is in (the stubs' first instruction changes no stack)."""
+        where = self.where(pc) or ""
+        name = where.split("+", 1)[0]
+        if not name.startswith("exc_") or not name[4:].isdigit():
+            return None
+        return int(name[4:])
+
+    def _stack_slots(self) -> tuple[int, int]:
+        sp = self.m.regs["rsp"] + self.m.regs["ss_base"]
+        return self.read_slot(sp), self.read_slot(sp + SLOT_BYTES[self.mode])
 
 
 _FORMATTER = iced_x86.Formatter(iced_x86.FormatterSyntax.INTEL)

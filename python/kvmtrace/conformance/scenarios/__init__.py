@@ -20,6 +20,7 @@ from kvmtrace.conformance.scenarios import (
     mov_ss,
     single_step,
     step_hlt,
+    user_mode,
 )
 from kvmtrace.conformance.scenarios.common import (
     DATA_TARGET,
@@ -35,7 +36,7 @@ from kvmtrace.conformance.scenarios.common import (
     use_hw_without_breakpoints,
 )
 
-FAMILIES = (single_step, breakpoints, int3, gd, guest_dr6, exits, injection, mov_ss, icebp, step_hlt)
+FAMILIES = (single_step, user_mode, breakpoints, int3, gd, guest_dr6, exits, injection, mov_ss, icebp, step_hlt)
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for family in FAMILIES for s in family.FAMILY}
 

@@ -100,6 +100,31 @@ def guest_exit(code: int = EXIT_DONE, **guest: int) -> Expect:
     return Expect("exit", code=code, guest=guest, kind="progress")
 
 
+#: Where the guest's own handlers leave their counters and the #DB log (see guests/common.S).
+COUNT_DB, COUNT_BP, COUNT_UD, COUNT_IRQ, SCENARIO_COUNTER = 0x1200, 0x1201, 0x1202, 0x1204, 0x1208
+BP_RETURN, UD_RETURN, CPL_RECORD, USER_FLAGS_RECORD = 0x1218, 0x1220, 0x1210, 0x1214
+DB_LOG, DB_LOG_ENTRIES = 0x1300, 16
+
+
+def db_log(g: GuestRun, entries: int | None = None) -> dict[str, int]:
+    """The guest's #DB log as guest values: ``count_db`` and, per entry, ``db<i>_return`` and
+    ``db<i>_dr6`` (all logged entries, or the first ``entries``)."""
+    count = g.read_uint(COUNT_DB, 1)
+    out = {"count_db": count}
+    for i in range(min(count if entries is None else entries, count, DB_LOG_ENTRIES)):
+        out[f"db{i}_return"] = g.read_slot(DB_LOG + 16 * i)
+        out[f"db{i}_dr6"] = g.read_dr6(DB_LOG + 16 * i + 8)
+    return out
+
+
+def db_log_expect(*entries: tuple[int, int]) -> dict[str, int]:
+    """The guest values :func:`db_log` must read: one (return address, DR6) per #DB, in order."""
+    out = {"count_db": len(entries)}
+    for i, (ret, dr6) in enumerate(entries):
+        out[f"db{i}_return"], out[f"db{i}_dr6"] = ret, dr6
+    return out
+
+
 def guest_source(name: str) -> str:
     return files("kvmtrace.conformance").joinpath("guests", f"{name}.S").read_text()
 
