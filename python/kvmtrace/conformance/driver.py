@@ -145,7 +145,9 @@ class GuestRun:
                 finally:
                     self.watchdog.disarm()
             except RunTimeout:
-                return self._stop(Observation("timeout", note=f"no exit within {self.run_timeout:g} s"))
+                rip = self._linear_rip()
+                return self._stop(Observation("timeout", pc=rip,
+                                              note=f"no exit within {self.run_timeout:g} s; rip at {self.where(rip)}"))
             r = e.reason
             if r == "interrupted":
                 continue

@@ -108,14 +108,19 @@ KINDS: dict[str, Kind] = {
                      "SDM Vol.3A §6.8.3 (STI shadow), §6.9 (priority); KVM api.rst KVM_GUESTDBG_BLOCKIRQ"),
     "sti_hlt": Kind("stepping over STI; HLT woken by the LAPIC timer, through its handler and back",
                     "SDM Vol.2A HLT, STI; kvm-unit-tests x86/debug.c singlestep_with_sti_hlt",
-                    {"timeout": "single-stepping STI; HLT with a LAPIC timer makes no progress after the handler's "
-                                "IRET"}),
+                    {"timeout": "single-stepping STI; HLT with a LAPIC timer: no progress after the handler"}),
+    "sti_hlt_wake": Kind("HLT waiting for the interrupt that wakes it while single-stepped",
+                         "SDM Vol.2A HLT ('the processor ... stops instruction execution' until an interrupt), "
+                         "§18.3.1.4; KVM x86.c kvm_emulate_halt",
+                         {"pc": "a single-stepped HLT does not wait for the interrupt: the code after it runs first",
+                          "timeout": "single-stepping HLT woken by the LAPIC timer makes no progress"}),
     "bus_lock": Kind("a split-lock atomic access with no bus-lock features on: no #AC, no #DB, DR6 bit 11 reads 1",
                      "SDM §18.2.3 (DR6.BLD, bit 11, active low), Vol.3A §8.1.2.2; kvm-unit-tests x86/debug.c "
                      "bus_lock_test"),
     "dr4_alias": Kind("DR4/DR5 alias DR6/DR7 with CR4.DE=0 and #UD with CR4.DE=1",
                       "SDM §18.2.2; APM §13.1.1.2; kvm-unit-tests x86/debug.c"),
-    "progress": Kind("the guest running on to its next sync point", "the scenario's guest program"),
+    "progress": Kind("the guest running on to its next sync point", "the scenario's guest program",
+                     {"timeout": "the guest stops making progress (no exit, nothing to wait for)"}),
 }
 
 

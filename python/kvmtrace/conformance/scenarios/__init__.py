@@ -17,6 +17,7 @@ from kvmtrace.conformance.scenarios import (
     icebp,
     injection,
     int3,
+    interrupts,
     mov_ss,
     single_step,
     step_hlt,
@@ -36,7 +37,8 @@ from kvmtrace.conformance.scenarios.common import (
     use_hw_without_breakpoints,
 )
 
-FAMILIES = (single_step, user_mode, breakpoints, int3, gd, guest_dr6, exits, injection, mov_ss, icebp, step_hlt)
+FAMILIES = (single_step, user_mode, breakpoints, int3, gd, guest_dr6, exits, interrupts, injection, mov_ss, icebp,
+            step_hlt)
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for family in FAMILIES for s in family.FAMILY}
 
