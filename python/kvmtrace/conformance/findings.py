@@ -55,9 +55,14 @@ def _bits(v: int) -> str:
     return Dr6.names(v | Dr6.RTM)
 
 
-def pattern_of(check: Check, m: Mismatch) -> str:
-    """What was observed instead, as a pattern shared by every run that shows the same deviation."""
+def pattern_of(check: Check, mismatches: list[Mismatch]) -> str:
+    """What was observed instead, as a pattern shared by every run that shows the same deviation.
+
+    ``mismatches``: the differences of one check in one aspect (several only for guest_state:
+    the guest values that differ, together one pattern).
+    """
     e, o = check.expected, check.observed
+    m = mismatches[0]
     if m.aspect == "events":
         if e.reason == "none":
             return f"extra_{o.reason}"
@@ -74,7 +79,7 @@ def pattern_of(check: Check, m: Mismatch) -> str:
         extra, lack = m.observed & ~m.expected & Dr6.CAUSE_MASK, m.expected & ~m.observed & Dr6.CAUSE_MASK
         return "dr6" + (f"+{_bits(extra)}" if extra else "") + (f"-{_bits(lack)}" if lack else "")
     if m.aspect == "guest_state":
-        return m.field
+        return "+".join(x.field for x in mismatches)
     return m.aspect
 
 
@@ -93,15 +98,18 @@ def _title(what: str, pattern: str) -> str:
         return f"{what}: DR6 " + " and ".join(
             ([f"also has {extra}"] if extra else []) + ([f"lacks {lack}"] if lack else []))
     if pattern.startswith("guest."):
-        return f"{what}: the guest reads a wrong {pattern[6:]}"
+        values = [p.removeprefix("guest.") for p in pattern.split("+")]
+        return f"{what}: the guest reads a wrong {' and '.join(values)}"
     if pattern == "code":
         return f"{what}: the guest ends with another exit code"
     return f"{what}: wrong {pattern}"
 
 
-def classify(check: Check, m: Mismatch, cite: str) -> tuple[str, str, str, str, str] | None:
-    """(id, title, cite, expected, observed) of the finding a difference belongs to, or None."""
+def classify(check: Check, mismatches: list[Mismatch], cite: str) -> tuple[str, str, str, str, str] | None:
+    """(id, title, cite, expected, observed) of the finding the differences of one check in one aspect
+    belong to, or None (the check's vCPU had stopped before it)."""
     e, o = check.expected, check.observed
+    m = mismatches[0]
     if o.reason == "not_reached":
         return None
     if m.aspect == "dr7_report":
@@ -115,7 +123,7 @@ def classify(check: Check, m: Mismatch, cite: str) -> tuple[str, str, str, str, 
         form = "INT n" if mnemonic == "int" else mnemonic.upper()
         return (f"internal_error.{mnemonic}", f"{form} is a KVM internal error (emulation failure)",
                 cite, e.brief(), f"internal_error at {fmt('pc', o.pc)}: {insn} ({o.note})")
-    pattern = pattern_of(check, m)
+    pattern = pattern_of(check, mismatches)
     name = e.kind
     k = kind_of(name)
     if k is not None and k.missing_as and pattern == "missing":
@@ -126,11 +134,14 @@ def classify(check: Check, m: Mismatch, cite: str) -> tuple[str, str, str, str, 
     if m.aspect == "events":
         exp_text, obs_text = e.brief(), o.brief() + (f" ({o.note})" if o.note and o.note not in o.brief() else "")
     else:
-        exp_text, obs_text = f"{m.field}={fmt(m.field, m.expected)}", f"{m.field}={fmt(m.field, m.observed)}"
-        if m.field.endswith("dr6"):
-            exp_text += f" ({dr6_names(m.expected)})"
-            obs_text += f" ({dr6_names(m.observed)})" if isinstance(m.observed, int) else ""
+        exp_text, obs_text = (" ".join(_value(x.field, getattr(x, side)) for x in mismatches)
+                              for side in ("expected", "observed"))
     return ident, title, k.cite if k else cite, exp_text, obs_text
+
+
+def _value(name: str, v: Any) -> str:
+    text = f"{name}={fmt(name, v)}"
+    return text + (f" ({dr6_names(v)})" if name.endswith("dr6") and isinstance(v, int) else "")
 
 
 def find_findings(results: list[Result]) -> list[Finding]:
@@ -138,12 +149,15 @@ def find_findings(results: list[Result]) -> list[Finding]:
     by_id: dict[str, Finding] = {}
     for r in results:
         for c in r.checks:
+            by_aspect: dict[str, list[Mismatch]] = {}
             for m in (*c.mismatches, *c.info):
-                got = classify(c, m, r.cite)
+                by_aspect.setdefault(m.aspect, []).append(m)
+            for aspect, ms in by_aspect.items():
+                got = classify(c, ms, r.cite)
                 if got is None:
                     continue
                 ident, title, cite, exp_text, obs_text = got
-                f = by_id.setdefault(ident, Finding(ident, title, m.aspect, exp_text, obs_text, cite))
+                f = by_id.setdefault(ident, Finding(ident, title, aspect, exp_text, obs_text, cite))
                 f.checks += 1
                 if (r.scenario, r.mode) not in f.runs:
                     f.runs.append((r.scenario, r.mode))

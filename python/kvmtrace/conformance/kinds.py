@@ -94,6 +94,9 @@ KINDS: dict[str, Kind] = {
     "guest_drs": Kind("the guest's own DR0-DR3/DR6/DR7 and #DB, with host debugging off, on and off again",
                       "SDM §18.2, §18.3.1.1; KVM api.rst KVM_SET_GUEST_DEBUG, KVM_GET_DEBUGREGS; KVM x86.c "
                       "KVM_DEBUGREG_WONT_EXIT"),
+    "guest_gd": Kind("general detect the guest sets itself (DR7.GD): MOV DRn faults, pc at it, DR6.BD",
+                     "SDM §18.3.1.3; APM §13.1.1.4; kvm-unit-tests x86/debug.c",
+                     {"guest.dr6": "DR7.GD set by the guest never faults"}),
     "guest_db": Kind("a #DB the guest takes with its own debug registers or TF", "SDM §18.3.1; APM §13.1.1; "
                      "kvm-unit-tests x86/debug.c"),
     "dr6_exit": Kind("the dr6 of an exit: only that exit's cause", "SDM §18.2.3, §18.3.1; KVM api.rst KVM_EXIT_DEBUG"),

@@ -19,6 +19,7 @@ from kvmtrace.conformance.scenarios import (
     int3,
     interrupts,
     mov_ss,
+    mov_ss_db,
     single_step,
     step_hlt,
     user_mode,
@@ -37,8 +38,8 @@ from kvmtrace.conformance.scenarios.common import (
     use_hw_without_breakpoints,
 )
 
-FAMILIES = (single_step, user_mode, breakpoints, int3, gd, guest_dr6, exits, interrupts, injection, mov_ss, icebp,
-            step_hlt)
+FAMILIES = (single_step, user_mode, breakpoints, int3, gd, guest_dr6, exits, interrupts, injection, mov_ss,
+            mov_ss_db, icebp, step_hlt)
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for family in FAMILIES for s in family.FAMILY}
 

@@ -37,7 +37,7 @@ Architecture facts used throughout (cited once here):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 
 from kvmtrace._core import GuestDebug
@@ -115,6 +115,22 @@ def db_log(g: GuestRun, entries: int | None = None) -> dict[str, int]:
         out[f"db{i}_return"] = g.read_slot(DB_LOG + 16 * i)
         out[f"db{i}_dr6"] = g.read_dr6(DB_LOG + 16 * i + 8)
     return out
+
+
+def expect_db_log(g: GuestRun, label: str, entries: list[tuple[str, int, int, str]], *, reason: str = "hlt",
+                  count_kind: str = "guest_db") -> None:
+    """Run to the guest's next sync point and check its #DB log there: how many #DB it took, then
+    each entry (what, return address, DR6, kind) as a check of its own, so that each deviation
+    is its own finding."""
+    obs = g.run()
+    log = db_log(g)
+    count = log["count_db"]
+    g.check(f"{label}: {len(entries)} #DB", Expect(reason, guest={"count_db": len(entries)}, kind=count_kind),
+            replace(obs, guest={"count_db": count}))
+    for i, (what, ret, dr6, kind) in enumerate(entries):
+        seen = {"return": log.get(f"db{i}_return"), "dr6": log.get(f"db{i}_dr6")}
+        g.check(f"{label}: #DB {i + 1}, {what}", Expect(reason, guest={"return": ret, "dr6": dr6}, kind=kind),
+                replace(obs, guest={k: v for k, v in seen.items() if v is not None}))
 
 
 def db_log_expect(*entries: tuple[int, int]) -> dict[str, int]:

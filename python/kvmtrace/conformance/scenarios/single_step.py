@@ -5,12 +5,10 @@ from __future__ import annotations
 from kvmtrace._core import GuestDebug
 from kvmtrace.conformance.driver import GuestRun
 from kvmtrace.conformance.facts import DB_VECTOR, DR6_BS, DR6_CLEAN
-from kvmtrace.conformance.model import Expect
 from kvmtrace.conformance.scenarios.common import (
     SYNC,
     Scenario,
-    db_log,
-    db_log_expect,
+    expect_db_log,
     guest_exit,
     static,
     step_trap,
@@ -54,11 +52,9 @@ def run_sti_shadow(g: GuestRun) -> None:
     g.set_debug(None)
     g.expect("part a done", SYNC)
     bs = DR6_CLEAN | DR6_BS
-    g.expect_sequence([(
-        "guest TF: #DB after STI, then after each instruction (3 logged, each DR6 = BS)",
-        Expect("hlt", kind="guest_db", guest=db_log_expect((g.sym("b_1"), bs), (g.sym("b_2"), bs),
-                                                           (g.sym("b_3"), bs))),
-        lambda: db_log(g))])
+    expect_db_log(g, "guest TF", [("the trap after STI comes at once", g.sym("b_1"), bs, "step"),
+                                  ("in STI's shadow", g.sym("b_2"), bs, "step"),
+                                  ("after it", g.sym("b_3"), bs, "step")])
     g.expect("guest completes", guest_exit())
 
 
