@@ -73,7 +73,8 @@ KINDS: dict[str, Kind] = {
                         STEP_CITE + "; " + EXEC_CITE + "; SDM Vol.3A §6.9 (priority among simultaneous events)"),
     "rf_resume": Kind("resuming with RFLAGS.RF over an instruction breakpoint",
                       "SDM §18.3.1.1 (RF suppresses the instruction breakpoint for one instruction), Vol.1 §3.4.3.3",
-                      {"extra_debug": "RFLAGS.RF set with KVM_SET_REGS does not suppress the instruction breakpoint"}),
+                      {"guest.iteration": "RFLAGS.RF set with KVM_SET_REGS does not suppress the instruction "
+                                          "breakpoint: it is reported again at once"}),
     "data_bp": Kind("a data breakpoint (write or read/write)", DATA_CITE + "; KVM api.rst KVM_GUESTDBG_USE_HW_BP",
                     {"missing": "data breakpoints never fire"}),
     "io_bp": Kind("an I/O breakpoint (CR4.DE)", "SDM §18.2.4 (R/W=10 with CR4.DE), §18.3.1.2; APM §13.1.1.4",
@@ -94,7 +95,7 @@ KINDS: dict[str, Kind] = {
     "guest_drs": Kind("the guest's own DR0-DR3/DR6/DR7 and #DB, with host debugging off, on and off again",
                       "SDM §18.2, §18.3.1.1; KVM api.rst KVM_SET_GUEST_DEBUG, KVM_GET_DEBUGREGS; KVM x86.c "
                       "KVM_DEBUGREG_WONT_EXIT"),
-    "guest_gd": Kind("general detect the guest sets itself (DR7.GD): MOV DRn faults, pc at it, DR6.BD",
+    "guest_gd": Kind("the guest's own general detect (DR7.GD: MOV DRn faults, pc at it, DR6.BD)",
                      "SDM §18.3.1.3; APM §13.1.1.4; kvm-unit-tests x86/debug.c",
                      {"guest.dr6": "DR7.GD set by the guest never faults"}),
     "guest_db": Kind("a #DB the guest takes with its own debug registers or TF", "SDM §18.3.1; APM §13.1.1; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kvmtrace.conformance.facts import MODES
 from kvmtrace.conformance.scenarios import (
+    bp_interplay,
     breakpoints,
     exits,
     gd,
@@ -38,8 +39,8 @@ from kvmtrace.conformance.scenarios.common import (
     use_hw_without_breakpoints,
 )
 
-FAMILIES = (single_step, user_mode, breakpoints, int3, gd, guest_dr6, exits, interrupts, injection, mov_ss,
-            mov_ss_db, icebp, step_hlt)
+FAMILIES = (single_step, user_mode, breakpoints, bp_interplay, int3, gd, guest_dr6, exits, interrupts, injection,
+            mov_ss, mov_ss_db, icebp, step_hlt)
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for family in FAMILIES for s in family.FAMILY}
 
