@@ -16,6 +16,7 @@ import iced_x86
 
 from kvmtrace._core import CONSOLE_PORT, EXIT_PORT, MODE_BITS, GuestDebug
 from kvmtrace.conformance.align import align as _align
+from kvmtrace.conformance.align import same_event
 from kvmtrace.conformance.model import Check, Expect, Observation, make_check
 from kvmtrace.conformance.watchdog import RunTimeout, Watchdog
 from kvmtrace.exceptions import UnsupportedError
@@ -74,6 +75,8 @@ class GuestRun:
         #: expectation was applied.
         self.vendor = vendor
         self.vendor_expectation: str | None = None
+        #: The last observation run() returned (where the vCPU stands).
+        self.last: Observation | None = None
 
     # Guest facts -------------------------------------------------------------
     def sym(self, name: str) -> int:
@@ -122,7 +125,12 @@ class GuestRun:
         self.note(f"{'Intel' if self.vendor == 'intel' else 'AMD'} expectation applied: {why}")
         return intel if self.vendor == "intel" else amd
 
-    def run(self, *, stop_on_io: bool = False, skip: Iterable[str] = (), max_exits: int = 10_000) -> Observation:
+    def run(self, **kw: Any) -> Observation:
+        """KVM_RUN until the next event of interest and describe it (see :meth:`_run`)."""
+        self.last = self._run(**kw)
+        return self.last
+
+    def _run(self, *, stop_on_io: bool = False, skip: Iterable[str] = (), max_exits: int = 10_000) -> Observation:
         """KVM_RUN until the next event of interest and describe it.
 
         Port 0xE9 output is collected; a write to port 0xF4 ends the guest
@@ -189,6 +197,16 @@ class GuestRun:
             return self._stop(Observation(r, pc=self._linear_rip(), note=e.detail or self.where(self._linear_rip())))
         return self._stop(Observation("timeout", note=f"no event of interest in {max_exits} exits"))
 
+    def check_values(self, label: str, expected: dict[str, int], values: dict[str, int], *,
+                     kind: str | None = None) -> bool:
+        """Check guest values read at the last observation (the sync point the vCPU stands at)."""
+        at = self.last if self.last is not None else Observation("missing", note="no exit observed yet")
+        exp = Expect(at.reason if at.reason not in ("not_reached",) else "hlt", guest=expected, kind=kind)
+        if self.stopped is not None and at.reason in TERMINAL:
+            return self.check(label, replace(exp, reason="hlt"),
+                              Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}"))
+        return self.check(label, exp, replace(at, guest=values))
+
     def check(self, label: str, expected: Expect, observed: Observation) -> bool:
         if expected.pc is not None and expected.note is None:
             expected = replace(expected, note=self.where(expected.pc))
@@ -212,7 +230,8 @@ class GuestRun:
         Expected and observed exits are then aligned (longest common subsequence
         on exit reason, pc, port and address), so one missing or extra exit is
         reported as exactly that instead of shifting every later comparison.
-        Returns the observation matched to each item (None: missing).
+        Returns the observation matched to each item: the same event, whatever its other
+        fields (None: missing, or an exit of another kind in its place).
         """
         if self.stopped is not None:  # nothing after the stop is reachable
             gone = Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
@@ -236,7 +255,7 @@ class GuestRun:
         pairs = _align([it[1] for it in items], observed)
         matched: list[Observation | None] = [None] * len(items)
         for i, j in pairs:
-            if i is not None and j is not None:
+            if i is not None and j is not None and same_event(items[i][1], observed[j]):
                 matched[i] = observed[j]
         # Items after the exit that stopped the vCPU were never reachable: not_reached, not missing.
         end = next((k for k, (_, j) in enumerate(pairs) if j is not None and observed[j].reason in TERMINAL), None)

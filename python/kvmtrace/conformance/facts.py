@@ -33,7 +33,13 @@ LEN_BITS = Dr7.LEN_BITS
 DB_VECTOR = VECTOR_DB
 BP_VECTOR = VECTOR_BP
 
+# Not (yet) exported by kvmtrace._core; defined here once for the suite.
+#: #UD, vector 6 (SDM Vol.3A Table 6-1).
+UD_VECTOR = 6
+#: RFLAGS.RF, bit 16: no instruction breakpoint for the next instruction (SDM Vol.1 §3.4.3.3).
+RFLAGS_RF = 1 << 16
+
 __all__ = [
     "BP_VECTOR", "DB_VECTOR", "DR6_B", "DR6_BD", "DR6_BS", "DR6_BT", "DR6_CLEAN", "DR7_FIXED_1", "DR7_GD",
-    "GUESTDBG_FLAGS", "LEN_BITS", "MODES", "MODE_BITS", "RW_BITS", "Dr6", "Dr7",
+    "GUESTDBG_FLAGS", "LEN_BITS", "MODES", "MODE_BITS", "RFLAGS_RF", "RW_BITS", "UD_VECTOR", "Dr6", "Dr7",
 ]

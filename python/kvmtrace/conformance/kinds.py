@@ -83,7 +83,8 @@ KINDS: dict[str, Kind] = {
                           "(hw watchpoint)", {"guest.count_db": "data breakpoints the guest programs never fire"}),
     "sw_bp": Kind("the KVM_EXIT_DEBUG of an INT3 with KVM_GUESTDBG_USE_SW_BP",
                   "KVM api.rst KVM_SET_GUEST_DEBUG (KVM_GUESTDBG_USE_SW_BP); selftests x86/debug_regs.c; SDM §18.3.2",
-                  {"guest_exception:#BP": "INT3 with KVM_GUESTDBG_USE_SW_BP is not intercepted: the guest takes #BP"}),
+                  {"missing": "INT3 with KVM_GUESTDBG_USE_SW_BP is not intercepted: it reaches the guest's #BP "
+                              "handler"}),
     "soft_int": Kind("a software interrupt (INT n, INT3, INT1) delivered to the guest's handler",
                      "SDM Vol.2B INT n/INTO/INT3/INT1, Vol.3A §6.4.2; APM §8.2.2, §8.2.4"),
     "gd": Kind("the general-detect fault of a MOV DRn with DR7.GD", "SDM §18.3.1.3 (fault, pc at the MOV, DR6.BD); "

@@ -15,6 +15,7 @@ from kvmtrace.conformance.scenarios import (
     exits,
     gd,
     guest_dr6,
+    guest_drs,
     icebp,
     injection,
     int3,
@@ -39,8 +40,10 @@ from kvmtrace.conformance.scenarios.common import (
     use_hw_without_breakpoints,
 )
 
-FAMILIES = (single_step, user_mode, breakpoints, bp_interplay, int3, gd, guest_dr6, exits, interrupts, injection,
-            mov_ss, mov_ss_db, icebp, step_hlt)
+FAMILIES = (
+    single_step, user_mode, breakpoints, bp_interplay, int3, gd, guest_dr6, guest_drs, exits, interrupts,
+    injection, mov_ss, mov_ss_db, icebp, step_hlt,
+)
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for family in FAMILIES for s in family.FAMILY}
 

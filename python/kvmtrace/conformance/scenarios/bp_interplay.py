@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from kvmtrace._core import GuestDebug
 from kvmtrace.conformance.driver import GuestRun
-from kvmtrace.conformance.facts import DB_VECTOR, DR6_B, DR6_CLEAN, DR7_FIXED_1, Dr7
+from kvmtrace.conformance.facts import DB_VECTOR, DR6_B, DR6_CLEAN, DR7_FIXED_1, RFLAGS_RF, Dr7
 from kvmtrace.conformance.model import Expect
 from kvmtrace.conformance.scenarios.common import (
     SCENARIO_COUNTER,
@@ -18,9 +18,6 @@ from kvmtrace.conformance.scenarios.common import (
     static,
     step_trap,
 )
-
-#: RFLAGS.RF, bit 16 (SDM Vol.1 §3.4.3.3): no instruction breakpoint for the next instruction.
-RFLAGS_RF = 1 << 16
 
 MULTI_CITE = (
     "SDM §18.2.3 (B0-B3: each is set when its breakpoint condition was met), §18.3.1.1 (instruction "
