@@ -217,9 +217,10 @@ def test_terminal_report_matrix_then_findings(monkeypatch: pytest.MonkeyPatch) -
     console = Console(record=True, width=160)
     print_run(run, console)
     text = console.export_text()
-    assert text.index("hw_write_bp") < text.index("Findings") < text.index("data breakpoints never fire")
+    headline = "3 deviations found; DR6 correct in 2 of 2 delivered exits"
+    assert text.index("hw_write_bp") < text.index(headline) < text.index("data breakpoints never fire")
     assert "F1 [events] data breakpoints never fire - explains 5 runs" in text
-    assert "3 deviations found; DR6 correct in 2 of 2 delivered exits" in text
+    assert "F4 [dr7_report] kvm_run->debug.arch.dr7 is reported as 0 - seen in 2 runs (informational)" in text
     assert "expected:" not in text  # details only with verbose
     console = Console(record=True, width=160)
     print_run(run, console, verbose=True)
@@ -234,6 +235,7 @@ def test_markdown_matrix_headline_findings() -> None:
     assert md.startswith("| scenario | real | protected | long |")
     assert "| hw_write_bp | fail (1/2) F1 | fail (1/2) F1 | fail (1/2) F1 |" in md
     assert "**3 deviations found" in md and "| F1 | data breakpoints never fire | events | 5 |" in md
+    assert "| single_step | - | - | pass (1/1) |" in md  # informational findings stay out of the matrix
 
 
 # ----------------------------------------------------------------------------
@@ -261,7 +263,8 @@ def test_junit_one_testcase_per_run_with_expected_and_observed() -> None:
     out = first.findtext("system-out") or ""
     assert "finding F1: data breakpoints never fire" in out and "aspects: events=fail" in out
     passed = next(c for c in cases if c.get("name") == "single_step[long]")
-    assert passed.find("failure") is None and "informational: s: dr7" in (passed.findtext("system-out") or "")
+    assert passed.find("failure") is None
+    assert "informational: 1 reported dr7 differ (first: s: dr7" in (passed.findtext("system-out") or "")
     assert cases[-2].find("skipped") is not None and cases[-1].find("error") is not None
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["headline"] == run.headline()

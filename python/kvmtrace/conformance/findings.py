@@ -114,7 +114,8 @@ def classify(check: Check, mismatches: list[Mismatch], cite: str) -> tuple[str, 
         return None
     if m.aspect == "dr7_report":
         zero = o.dr7 == 0
-        title = "kvm_run->debug.arch.dr7 is reported as 0" if zero else "the reported dr7 differs from the DR7 in force"
+        title = ("kvm_run->debug.arch.dr7 is reported as 0" if zero
+                 else "kvm_run->debug.arch.dr7 is neither the DR7 in force nor 0 (stale bytes)")
         return ("dr7_report." + ("zero" if zero else "differs"), title, DR7_CITE,
                 "dr7 = the DR7 in force (0x400, or debugreg[7] with USE_HW_BP)", f"dr7={fmt('dr7', o.dr7)}")
     if m.aspect == "events" and o.reason == "internal_error":
@@ -164,6 +165,7 @@ def find_findings(results: list[Result]) -> list[Finding]:
     return sorted(by_id.values(), key=lambda f: (f.informational, -len(f.runs), ASPECTS.index(f.aspect), f.id))
 
 
-def explaining(findings: list[Finding], scenario: str, mode: str) -> list[int]:
-    """1-based numbers of the findings that explain one run."""
-    return [i for i, f in enumerate(findings, 1) if (scenario, mode) in f.runs]
+def explaining(findings: list[Finding], scenario: str, mode: str, *, informational: bool = True) -> list[int]:
+    """1-based numbers of the findings that explain one run (without the informational ones if asked)."""
+    return [i for i, f in enumerate(findings, 1)
+            if (scenario, mode) in f.runs and (informational or not f.informational)]

@@ -36,7 +36,10 @@ def _system_out(run: SuiteRun, r: Result) -> str:
     lines = ["aspects: " + ", ".join(f"{a}={s}" for a, s in r.aspects.items())]
     numbers = explaining(run.findings, r.scenario, r.mode)
     lines += [f"finding F{n}: {run.findings[n - 1].title}" for n in numbers]
-    lines += [f"informational: {c.label}: {m}" for c in r.checks for m in c.info]
+    info = [(c, m) for c in r.checks for m in c.info]
+    if info:
+        c, m = info[0]
+        lines.append(f"informational: {len(info)} reported dr7 differ (first: {c.label}: {m})")
     if r.vendor_expectation:
         lines.append(f"vendor expectation applied: {r.vendor_expectation}")
     lines += [f"note: {n}" for n in r.notes]

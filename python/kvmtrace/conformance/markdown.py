@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # only for the annotation: suite.py imports this module
 def _cell(run: SuiteRun, r: Result | None) -> str:
     if r is None:
         return "-"
-    numbers = explaining(run.findings, r.scenario, r.mode)
+    numbers = explaining(run.findings, r.scenario, r.mode, informational=False)
     ok = sum(c.ok for c in r.checks)
     text = f"{r.verdict.value} ({ok}/{len(r.checks)})" if r.checks else r.verdict.value
     return text + ("" if not numbers else " " + ", ".join(finding_label(n) for n in numbers))
@@ -48,10 +48,13 @@ def _details(run: SuiteRun) -> list[str]:
         if r.verdict is Verdict.PASS:
             continue
         out += ["", f"**{r.scenario}** [{r.mode}]: {r.verdict.value} - {r.reason}"]
-        for c in r.failed_checks:
+        failed = [c for c in r.failed_checks if c.observed.reason != "not_reached"]
+        for c in failed:
             out.append(f"- {c.label}: expected `{c.expected.brief()}`, observed `{c.observed.brief()}`"
                        + (f" ({c.observed.note})" if c.observed.note and c.observed.note not in
                           c.observed.brief() else ""))
+        if len(failed) < len(r.failed_checks):
+            out.append(f"- {len(r.failed_checks) - len(failed)} more checks not reached (the vCPU had stopped)")
         out += [f"- note: {n}" for n in r.notes]
     return out
 

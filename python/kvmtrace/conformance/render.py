@@ -21,7 +21,7 @@ def finding_label(number: int) -> str:
 
 
 def matrix_table(results: list[Result], findings: list[Finding], title: str | None = None) -> Table:
-    """One row per scenario, one column per mode: the verdict and the findings that explain it."""
+    """One row per scenario, one column per mode: the verdict and the (architectural) findings that explain it."""
     table = Table(title=title)
     table.add_column("scenario", no_wrap=True)
     for mode in MODES:
@@ -37,10 +37,9 @@ def matrix_table(results: list[Result], findings: list[Finding], title: str | No
                 cells.append(Text("-", style="dim"))
                 continue
             cell = Text(r.verdict.value, style=VERDICT_STYLE[r.verdict.value])
-            numbers = explaining(findings, scenario, mode)
+            numbers = explaining(findings, scenario, mode, informational=False)
             if numbers:
-                cell.append(" " + " ".join(finding_label(n) for n in numbers),
-                            style="cyan" if r.verdict is Verdict.PASS else "")
+                cell.append(" " + " ".join(finding_label(n) for n in numbers))
             cells.append(cell)
         table.add_row(scenario, *cells)
     return table

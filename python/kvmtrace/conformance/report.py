@@ -26,18 +26,18 @@ def print_run(run: SuiteRun, console: Console, *, verbose: bool = False) -> None
     """The matrix first, then one line per finding, the headline; with ``verbose`` every run's
     aspects and first difference."""
     console.print(matrix_table(run.results, run.findings, title=run.title()))
-    if run.findings:
-        console.print("[bold]Findings[/] (one per distinct deviation):")
-        for line in finding_lines(run.findings):
-            console.print(line)
+    console.print(f"[bold]{escape(run.headline())}[/]" + (":" if run.findings else ""))
+    for line in finding_lines(run.findings):
+        console.print(line)
     if verbose:
         console.print(run.table())
     c = run.counts()
     vendor = run.vendor_expectation
     console.print(
-        f"[bold]{run.headline()}[/] - {len(run.results)} runs in {run.elapsed_s:.2f} s: "
+        f"{len(run.results)} runs in {run.elapsed_s:.2f} s: "
         + ", ".join(f"[{VERDICT_STYLE[k]}]{n} {k}[/]" for k, n in c.items())
-        + (f"; vendor-dependent expectations: {'Intel' if vendor == 'intel' else 'AMD'}" if vendor else "")
+        + (f"; where Intel and AMD differ, {'Intel' if vendor == 'intel' else 'AMD'}'s expectation applied"
+           if vendor else "")
         + (" - [bold]interrupted[/]: partial results" if run.interrupted else "")
     )
     if not verbose and any(r.verdict.value != "pass" for r in run.results):
