@@ -220,7 +220,8 @@ def test_terminal_report_matrix_then_findings(monkeypatch: pytest.MonkeyPatch) -
     headline = "3 deviations found; DR6 correct in 2 of 2 delivered exits"
     assert text.index("hw_write_bp") < text.index(headline) < text.index("data breakpoints never fire")
     assert "F1 [events] data breakpoints never fire - explains 5 runs" in text
-    assert "F4 [dr7_report] kvm_run->debug.arch.dr7 is reported as 0 - seen in 2 runs (informational)" in text
+    assert "F4 [dr7_report] kvm_run->debug.arch.dr7 is reported as 0 - seen in 2 runs (long), informational" in text
+    assert "F2 [events] INT3 is a KVM internal error (emulation failure) - explains 2 runs (protected, long)" in text
     assert "expected:" not in text  # details only with verbose
     console = Console(record=True, width=160)
     print_run(run, console, verbose=True)

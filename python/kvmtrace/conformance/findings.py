@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvmtrace.conformance.facts import Dr6
+from kvmtrace.conformance.facts import MODES, Dr6
 from kvmtrace.conformance.kinds import kind as kind_of
 from kvmtrace.conformance.model import ASPECTS, INFORMATIONAL, Check, Mismatch, dr6_names, fmt
 from kvmtrace.conformance.result import Result
@@ -44,9 +44,16 @@ class Finding:
     def informational(self) -> bool:
         return self.aspect in INFORMATIONAL
 
+    @property
+    def modes(self) -> list[str]:
+        """The modes of the runs it explains, in MODES order."""
+        seen = {m for _, m in self.runs}
+        return [m for m in MODES if m in seen]
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "aspect": self.aspect, "informational": self.informational,
                 "scenarios": [{"scenario": s, "mode": m} for s, m in self.runs], "runs": len(self.runs),
+                "modes": self.modes,
                 "checks": self.checks, "expected": self.expected, "observed": self.observed, "cite": self.cite}
 
 
@@ -122,8 +129,9 @@ def classify(check: Check, mismatches: list[Mismatch], cite: str) -> tuple[str, 
         insn = o.insn or "an undecodable instruction"
         mnemonic = insn.split()[0] if o.insn else "unknown"
         form = "INT n" if mnemonic == "int" else mnemonic.upper()
-        return (f"internal_error.{mnemonic}", f"{form} is a KVM internal error (emulation failure)",
-                cite, e.brief(), f"internal_error at {fmt('pc', o.pc)}: {insn} ({o.note})")
+        return (f"internal_error.{mnemonic}", f"{form} is a KVM internal error (emulation failure)", cite,
+                f"{insn} executes as the SDM/APM define it (first: {e.brief()})",
+                f"internal_error at {fmt('pc', o.pc)}: {insn} ({o.note})")
     pattern = pattern_of(check, mismatches)
     name = e.kind
     k = kind_of(name)

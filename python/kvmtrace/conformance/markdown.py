@@ -34,11 +34,12 @@ def _matrix(run: SuiteRun) -> list[str]:
 
 
 def _findings(run: SuiteRun) -> list[str]:
-    out = ["| # | finding | aspect | runs | expected | observed |", "|---|---|---|---:|---|---|"]
+    out = ["| # | finding | aspect | runs | modes | expected | observed (first) |",
+           "|---|---|---|---:|---|---|---|"]
     for n, f in enumerate(run.findings, 1):
         title = f.title + (" (informational)" if f.informational else "")
-        out.append(f"| {finding_label(n)} | {title} | {f.aspect} | {len(f.runs)} | `{f.expected}` | "
-                   f"`{f.observed}` |")
+        out.append(f"| {finding_label(n)} | {title} | {f.aspect} | {len(f.runs)} | {', '.join(f.modes)} | "
+                   f"`{f.expected}` | `{f.observed}` |")
     return out
 
 

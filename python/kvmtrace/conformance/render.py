@@ -54,8 +54,9 @@ def finding_lines(findings: list[Finding]) -> list[Text]:
         line = Text(f"{finding_label(n):>4} ", style="bold")
         line.append(f"[{f.aspect}] ", style="cyan" if f.informational else "red")
         line.append(f.title)
-        line.append(f" - {verb} {runs} run{'s' if runs != 1 else ''}" + (" (informational)" if f.informational
-                                                                          else ""), style="dim")
+        modes = "" if len(f.modes) == 3 else f" ({', '.join(f.modes)})"
+        line.append(f" - {verb} {runs} run{'s' if runs != 1 else ''}{modes}"
+                    + (", informational" if f.informational else ""), style="dim")
         out.append(line)
     return out
 
