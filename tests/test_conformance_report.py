@@ -326,6 +326,17 @@ def test_compare_reports_exit_codes(tmp_path: Path) -> None:
         load_report(tmp_path / "other.json")
 
 
+def test_module_entry_point_compares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kvmtrace.conformance.__main__ import cli
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_doc(synthetic_results())))
+    b.write_text(json.dumps(_doc(synthetic_results(), kernel="7.0")))
+    assert cli(["--compare", str(a), str(a)]) == 0
+    assert cli(["--compare", str(a), str(b)]) == 1
+    assert "host kernel" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------
 # Vendor-dependent expectations
 # ----------------------------------------------------------------------------

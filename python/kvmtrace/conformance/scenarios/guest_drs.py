@@ -31,7 +31,8 @@ from kvmtrace.conformance.scenarios.common import (
 
 GUEST_DRS_CITE = (
     "SDM §18.2 (DR0-DR3, DR6, DR7 are the guest's architectural state), §18.3.1.1 (its own instruction "
-    "breakpoint: a fault at the instruction, DR6.B0; B0-B3 are updated on each #DB); APM §13.1.1; KVM api.rst "
+    "breakpoint: a fault at the instruction, DR6.B0; B0-B3 are updated on each #DB, as kvm-unit-tests "
+    "x86/debug.c checks after presetting DR6.B1); APM §13.1.1; KVM api.rst "
     "KVM_SET_GUEST_DEBUG (host debugging must not change the guest's registers once it is off again) and "
     "KVM_GET_DEBUGREGS; KVM x86.c KVM_DEBUGREG_WONT_EXIT (guest DR writes without exits, synced back)."
 )
