@@ -67,9 +67,9 @@ def junit_xml(run: SuiteRun) -> ET.ElementTree:
     c = run.counts()
     attrs = {"tests": str(len(run.results)), "failures": str(c["fail"]), "errors": str(c["error"]),
              "skipped": str(c["unsupported"]), "time": f"{run.elapsed_s:.3f}"}
-    root = ET.Element("testsuites", name=SUITE_NAME, **attrs)
-    suite = ET.SubElement(root, "testsuite", name=SUITE_NAME, timestamp=str(run.host.get("date", "")),
-                          hostname=str(run.host.get("kernel", "")), **attrs)
+    root = ET.Element("testsuites", {"name": SUITE_NAME, **attrs})
+    suite = ET.SubElement(root, "testsuite", {"name": SUITE_NAME, "timestamp": str(run.host.get("date", "")),
+                                              "hostname": str(run.host.get("kernel", "")), **attrs})
     props = ET.SubElement(suite, "properties")
     cpu = run.host.get("cpu", {})
     facts = {"headline": run.headline(), "kernel": run.host.get("kernel"), "cpu.vendor": cpu.get("vendor"),

@@ -32,11 +32,11 @@ def matrix_table(results: list[Result], findings: list[Finding], title: str | No
     for scenario, by_mode in grid.items():
         cells: list[Text | str] = []
         for mode in MODES:
-            r = by_mode.get(mode)
-            if r is None:
+            run = by_mode.get(mode)
+            if run is None:
                 cells.append(Text("-", style="dim"))
                 continue
-            cell = Text(r.verdict.value, style=VERDICT_STYLE[r.verdict.value])
+            cell = Text(run.verdict.value, style=VERDICT_STYLE[run.verdict.value])
             numbers = explaining(findings, scenario, mode, informational=False)
             if numbers:
                 cell.append(" " + " ".join(finding_label(n) for n in numbers))

@@ -30,6 +30,7 @@ class Watchdog:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._target: int | None = None
         self._old: Any = None
 
     def __enter__(self) -> Watchdog:
@@ -80,5 +81,6 @@ class Watchdog:
                     continue
                 # Past the deadline: kick until the main thread disarms (a kick that
                 # lands just before KVM_RUN is entered is lost, so repeat).
-                signal.pthread_kill(self._target, self.SIGNAL)
+                if self._target is not None:
+                    signal.pthread_kill(self._target, self.SIGNAL)
                 self._cond.wait(0.02)
