@@ -38,8 +38,12 @@ BP_VECTOR = VECTOR_BP
 UD_VECTOR = 6
 #: RFLAGS.RF, bit 16: no instruction breakpoint for the next instruction (SDM Vol.1 §3.4.3.3).
 RFLAGS_RF = 1 << 16
+#: RFLAGS.IF (bit 9) and IOPL (bits 12-13) (SDM Vol.1 §3.4.3).
+RFLAGS_IF = 1 << 9
+RFLAGS_IOPL = 3 << 12
 
 __all__ = [
     "BP_VECTOR", "DB_VECTOR", "DR6_B", "DR6_BD", "DR6_BS", "DR6_BT", "DR6_CLEAN", "DR7_FIXED_1", "DR7_GD",
-    "GUESTDBG_FLAGS", "LEN_BITS", "MODES", "MODE_BITS", "RFLAGS_RF", "RW_BITS", "UD_VECTOR", "Dr6", "Dr7",
+    "GUESTDBG_FLAGS", "LEN_BITS", "MODES", "MODE_BITS", "RFLAGS_IF", "RFLAGS_IOPL", "RFLAGS_RF", "RW_BITS",
+    "UD_VECTOR", "Dr6", "Dr7",
 ]

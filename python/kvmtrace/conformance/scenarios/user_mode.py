@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kvmtrace._core import GuestDebug
 from kvmtrace.conformance.driver import GuestRun
+from kvmtrace.conformance.facts import RFLAGS_IF, RFLAGS_IOPL
 from kvmtrace.conformance.model import Expect
 from kvmtrace.conformance.scenarios.common import (
     CPL_RECORD,
@@ -24,7 +25,7 @@ CPL3_CITE = (
 
 
 #: The flags ring 3 must run with: IOPL 3 and IF 0, as its IRET frame gave them (0x3002).
-USER_FLAGS, IOPL_IF = 0x3000, 0x3200
+USER_FLAGS, IOPL_IF = RFLAGS_IOPL, RFLAGS_IOPL | RFLAGS_IF
 
 
 def user_entry(g: GuestRun) -> dict[str, int]:
