@@ -38,7 +38,6 @@ from kvmtrace.conformance import (
     select,
     verdict_of,
 )
-from kvmtrace.conformance import report as report_mod
 from kvmtrace.conformance import runner as runner_mod
 from kvmtrace.conformance.driver import Watchdog, _align
 from kvmtrace.conformance.runner import run_scenario
@@ -53,6 +52,13 @@ PASSING_HERE = [
     ("inject_db", "real"), ("inject_db", "protected"), ("inject_db", "long"),
     ("inject_bp", "real"), ("inject_bp", "protected"), ("inject_bp", "long"),
     ("step_hlt", "real"), ("step_hlt", "protected"), ("step_hlt", "long"),
+    # Every architectural aspect correct; only the informational dr7 report differs.
+    *((s, m) for s in ("single_step", "single_step_no_blockirq", "hw_exec_bp", "multi_bp_same_insn",
+                       "exec_bp_and_step", "set_regs_then_step", "dr6_guest_preset", "inject_db_pending",
+                       "step_emulated") for m in ("real", "protected", "long")),
+    # Protected mode fails these on IRETD (a KVM internal error here), which their guest handlers need.
+    *((s, m) for s in ("sti_shadow", "guest_owned_drs", "dr4_alias", "blockirq_pending_irq", "bus_lock")
+      for m in ("real", "long")),
 ]
 
 
@@ -230,7 +236,7 @@ def test_main_ctrl_c_prints_partial_results(monkeypatch: pytest.MonkeyPatch, tmp
 
     monkeypatch.setattr(runner_mod, "run_scenario", fake_run)
     host = {"kernel": "k", "cpu": {"vendor": "v", "model": "m"}, "kvm": {}}
-    monkeypatch.setattr(report_mod, "host_info", lambda: host)
+    monkeypatch.setattr(runner_mod, "host_info", lambda: host)
     console = Console(record=True, width=200)
     out = tmp_path / "partial.json"
     assert main(["gd_bit", "step_hlt"], None, str(out), console) == 130

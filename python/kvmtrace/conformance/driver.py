@@ -7,15 +7,23 @@ step-over or re-injection logic of kvmtrace's engine in between.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kvmtrace._core import GuestDebug
+import iced_x86
+
+from kvmtrace._core import CONSOLE_PORT, EXIT_PORT, MODE_BITS, GuestDebug
+from kvmtrace.conformance.align import align as _align
+from kvmtrace.conformance.align import same_event
 from kvmtrace.conformance.model import Check, Expect, Observation, make_check
+from kvmtrace.conformance.watchdog import RunTimeout, Watchdog
+from kvmtrace.exceptions import UnsupportedError
+from kvmtrace.machine import Machine
+from kvmtrace.program import Program
+
+__all__ = ["GuestRun", "RunTimeout", "Watchdog"]
 
 #: One expected exit of a sequence: a label, the expectation, and optionally a
 #: function returning values the guest stored (attached to the matching exit).
@@ -23,11 +31,11 @@ Item = tuple[str, Expect] | tuple[str, Expect, Callable[[], dict[str, int]]]
 #: Observations after which the vCPU cannot go on.
 TERMINAL = frozenset({"exit", "guest_exception", "shutdown", "internal_error", "fail_entry", "other", "timeout",
                       "not_reached"})
-from kvmtrace.machine import Machine
-from kvmtrace.program import Program
-
-CONSOLE_PORT = 0xE9
-EXIT_PORT = 0xF4
+#: Observations that end a stretch of the guest: the vCPU stopped, or reached a sync point.
+STRETCH_END = TERMINAL | {"hlt", "sync"}
+#: The guests' sync port: an OUT to it is a sync point where HLT cannot be one (with the
+#: in-kernel irqchip HLT waits in the kernel; ring 3 may not execute HLT).
+SYNC_PORT = 0xE6
 #: Exit codes the guests write to port 0xF4.
 EXIT_DONE = 0x00
 EXIT_HANDLER = 0x41
@@ -45,87 +53,11 @@ SLOT_BYTES = {"real": 2, "protected": 4, "long": 8}
 DR_BYTES = {"real": 4, "protected": 4, "long": 8}
 
 
-class RunTimeout(Exception):
-    """Raised (from a signal handler) inside a KVM_RUN that overran its deadline."""
-
-
-class Watchdog:
-    """Interrupts a KVM_RUN of the main thread that overruns its deadline.
-
-    A helper thread sends a real-time signal to the main thread while a deadline
-    has passed; the signal makes the blocking KVM_RUN return EINTR, ``run_once``
-    then runs the Python handler, which raises :class:`RunTimeout`. Only the
-    main thread can take Python signals: elsewhere the watchdog is inactive (a
-    guest that never exits would then block; the bundled guests always exit).
-    """
-
-    SIGNAL = signal.SIGRTMIN + 6  # kvmtrace's own vCPU kick uses SIGRTMIN + 2
-
-    def __init__(self) -> None:
-        self.active = False
-        self._deadline: float | None = None
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._old: Any = None
-
-    def __enter__(self) -> Watchdog:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(self.SIGNAL, self._on_signal)
-            self._target = threading.main_thread().ident
-            self._thread = threading.Thread(target=self._loop, name="kvmtrace-conformance-watchdog", daemon=True)
-            self._thread.start()
-            self.active = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._closed = True
-            self._deadline = None
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-        if self.active:
-            signal.signal(self.SIGNAL, self._old if self._old is not None else signal.SIG_DFL)
-        self.active = False
-
-    def arm(self, deadline: float) -> None:
-        with self._cond:
-            self._deadline = deadline
-            self._cond.notify_all()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._deadline = None
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        d = self._deadline
-        if d is not None and time.monotonic() >= d:
-            self._deadline = None
-            raise RunTimeout()
-
-    def _loop(self) -> None:
-        with self._cond:
-            while not self._closed:
-                d = self._deadline
-                if d is None:
-                    self._cond.wait()
-                    continue
-                now = time.monotonic()
-                if now < d:
-                    self._cond.wait(d - now)
-                    continue
-                # Past the deadline: kick until the main thread disarms (a kick that
-                # lands just before KVM_RUN is entered is lost, so repeat).
-                signal.pthread_kill(self._target, self.SIGNAL)
-                self._cond.wait(0.02)
-
-
 class GuestRun:
     """One scenario's vCPU: program guest debugging, run to the next event, check it."""
 
     def __init__(self, machine: Machine, program: Program, watchdog: Watchdog, *,
-                 run_timeout: float = 2.0, deadline: float | None = None) -> None:
+                 run_timeout: float = 2.0, deadline: float | None = None, vendor: str | None = None) -> None:
         self.m = machine
         self.prog = program
         self.mode = machine.mode
@@ -139,6 +71,12 @@ class GuestRun:
         #: Why the vCPU cannot run any more (a shutdown, an exit port write, ...).
         self.stopped: str | None = None
         self.debug: GuestDebug | None = None
+        #: The CPU vendor ("intel", "amd" or None) and, once a scenario chose by it, whose
+        #: expectation was applied.
+        self.vendor = vendor
+        self.vendor_expectation: str | None = None
+        #: The last observation run() returned (where the vCPU stands).
+        self.last: Observation | None = None
 
     # Guest facts -------------------------------------------------------------
     def sym(self, name: str) -> int:
@@ -171,10 +109,28 @@ class GuestRun:
         """Move the vCPU to ``addr`` (as a debugger skips a faulting instruction)."""
         self.m.regs["rip"] = addr - self.m.regs["cs_base"]
 
+    def set_reg(self, name: str, value: int) -> None:
+        """KVM_SET_REGS / KVM_SET_SREGS of one register of vCPU 0."""
+        self.m.regs[name] = value
+
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def run(self, *, stop_on_io: bool = False, skip: Iterable[str] = (), max_exits: int = 10_000) -> Observation:
+    def by_vendor(self, *, intel: Any, amd: Any, why: str) -> Any:
+        """The expectation of this host's CPU vendor, where Intel and AMD differ (noted in the result)."""
+        if self.vendor not in ("intel", "amd"):
+            raise UnsupportedError(f"the expectation depends on the CPU vendor ({why}) and this host's "
+                                   "vendor_id is neither GenuineIntel nor AuthenticAMD")
+        self.vendor_expectation = self.vendor
+        self.note(f"{'Intel' if self.vendor == 'intel' else 'AMD'} expectation applied: {why}")
+        return intel if self.vendor == "intel" else amd
+
+    def run(self, **kw: Any) -> Observation:
+        """KVM_RUN until the next event of interest and describe it (see :meth:`_run`)."""
+        self.last = self._run(**kw)
+        return self.last
+
+    def _run(self, *, stop_on_io: bool = False, skip: Iterable[str] = (), max_exits: int = 10_000) -> Observation:
         """KVM_RUN until the next event of interest and describe it.
 
         Port 0xE9 output is collected; a write to port 0xF4 ends the guest
@@ -197,7 +153,9 @@ class GuestRun:
                 finally:
                     self.watchdog.disarm()
             except RunTimeout:
-                return self._stop(Observation("timeout", note=f"no exit within {self.run_timeout:g} s"))
+                rip = self._linear_rip()
+                return self._stop(Observation("timeout", pc=rip,
+                                              note=f"no exit within {self.run_timeout:g} s; rip at {self.where(rip)}"))
             r = e.reason
             if r == "interrupted":
                 continue
@@ -206,10 +164,16 @@ class GuestRun:
                 continue
             if r == "io_out" and e.port == EXIT_PORT:
                 return self._stop(self._exit_port(e.data or b"\0"))
+            if r == "io_out" and e.port == SYNC_PORT:
+                rip = self._linear_rip()
+                return Observation("sync", pc=rip, note=self.where(rip))
             if r in skip:
                 self.passed_exits.append(r)
                 continue
             if r == "debug":
+                vector = self._stub_vector(e.pc)
+                if vector is not None:  # the host is stepping the guest's catch-all stub
+                    return self._stop(self._guest_exception(vector, self._stack_slots(), code=None))
                 return Observation("debug", exception=e.exception, pc=e.pc, dr6=e.dr6, dr7=e.dr7,
                                    note=self.where(e.pc))
             if r in ("io_out", "io_in"):
@@ -227,10 +191,21 @@ class GuestRun:
             if r == "internal_error":
                 data = ", ".join(f"{x:#x}" for x in (e.internal_data or [])[:4])
                 rip = self._linear_rip()
-                note = f"suberror {e.suberror} data [{data}] at {self.where(rip)}"
-                return self._stop(Observation(r, pc=rip, note=note))
+                insn = self.insn_at(rip)
+                note = f"suberror {e.suberror} data [{data}] at {self.where(rip)}: {insn or 'undecodable'}"
+                return self._stop(Observation(r, pc=rip, note=note, insn=insn))
             return self._stop(Observation(r, pc=self._linear_rip(), note=e.detail or self.where(self._linear_rip())))
         return self._stop(Observation("timeout", note=f"no event of interest in {max_exits} exits"))
+
+    def check_values(self, label: str, expected: dict[str, int], values: dict[str, int], *,
+                     kind: str | None = None) -> bool:
+        """Check guest values read at the last observation (the sync point the vCPU stands at)."""
+        at = self.last if self.last is not None else Observation("missing", note="no exit observed yet")
+        exp = Expect(at.reason if at.reason not in ("not_reached",) else "hlt", guest=expected, kind=kind)
+        if self.stopped is not None and at.reason in TERMINAL:
+            return self.check(label, replace(exp, reason="hlt"),
+                              Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}"))
+        return self.check(label, exp, replace(at, guest=values))
 
     def check(self, label: str, expected: Expect, observed: Observation) -> bool:
         if expected.pc is not None and expected.note is None:
@@ -249,14 +224,20 @@ class GuestRun:
                         **run_kw: Any) -> list[Observation | None]:
         """Collect the exits of one stretch of the guest and check them against ``items`` in order.
 
-        Collection stops at a HLT (a sync point), at an exit that ends the vCPU,
+        Collection stops at a sync point (HLT or the sync port), at an exit that ends the vCPU,
         at a debug exit at ``end_pc`` (default: the pc of the last item, when it is
         a debug exit) or past it (that exit is left out), or after ``max_events``.
         Expected and observed exits are then aligned (longest common subsequence
         on exit reason, pc, port and address), so one missing or extra exit is
         reported as exactly that instead of shifting every later comparison.
-        Returns the observation matched to each item (None: missing).
+        Returns the observation matched to each item: the same event, whatever its other
+        fields (None: missing, or an exit of another kind in its place).
         """
+        if self.stopped is not None:  # nothing after the stop is reachable
+            gone = Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
+            for item in items:
+                self.check(item[0], item[1], gone)
+            return [None] * len(items)
         if end_pc is None and items and items[-1][1].reason == "debug":
             end_pc = items[-1][1].pc
         limit = max_events if max_events is not None else len(items) + 8
@@ -269,21 +250,32 @@ class GuestRun:
                           f"({self.where(end_pc)}) without it")
                 break
             observed.append(obs)
-            if obs.reason in TERMINAL or obs.reason == "hlt" or (obs.reason == "debug" and obs.pc == end_pc):
+            if obs.reason in STRETCH_END or (obs.reason == "debug" and obs.pc == end_pc):
                 break
         pairs = _align([it[1] for it in items], observed)
         matched: list[Observation | None] = [None] * len(items)
         for i, j in pairs:
-            if i is not None and j is not None:
+            if i is not None and j is not None and same_event(items[i][1], observed[j]):
                 matched[i] = observed[j]
+        # Items after the exit that stopped the vCPU were never reachable: not_reached, not missing.
+        end = next((k for k, (_, j) in enumerate(pairs) if j is not None and observed[j].reason in TERMINAL), None)
+
+        def stopped_before(k: int) -> bool:
+            return end is not None and k > end
+
         last_label = "the start"
-        for i, j in pairs:
+        for k, (i, j) in enumerate(pairs):
             if i is None:
                 assert j is not None
-                self.check(f"unexpected exit after {last_label}", Expect("none"), observed[j])
+                # An extra exit belongs to the expectation it came before (else the last one).
+                near = next((items[p][1].kind for p, _ in pairs[k:] if p is not None), None)
+                kind = near or (items[-1][1].kind if items else None)
+                self.check(f"unexpected exit after {last_label}", Expect("none", kind=kind), observed[j])
                 continue
             label, exp = items[i][0], items[i][1]
-            if j is None:
+            if j is None and stopped_before(k):
+                obs = Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
+            elif j is None:
                 seen = ", ".join(f"{o.reason}@{self.where(o.pc)}" if o.pc is not None else o.reason for o in observed)
                 obs = Observation("missing", note=f"not reported; the exits were: {seen or 'none'}")
             else:
@@ -294,6 +286,28 @@ class GuestRun:
             self.check(label, exp, obs)
             last_label = label
         return matched
+
+    def collect(self, *, until_pc: int | None = None, max_events: int = 64, **run_kw: Any) -> list[Observation]:
+        """The exits of one stretch: up to a debug exit at ``until_pc``, a sync point, an exit that
+        ends the vCPU, or ``max_events`` exits (for checks that pick exits by a property)."""
+        out: list[Observation] = []
+        while len(out) < max_events:
+            obs = self.run(**run_kw)
+            out.append(obs)
+            if obs.reason in STRETCH_END or (obs.reason == "debug" and until_pc is not None and obs.pc == until_pc):
+                break
+        return out
+
+    def insn_at(self, pc: int | None) -> str | None:
+        """The instruction at linear ``pc`` (identity-mapped), decoded in the mode's bitness."""
+        if pc is None:
+            return None
+        try:
+            data = self.m.read(pc, 15)
+        except Exception:  # outside guest memory: nothing to decode
+            return None
+        ins = iced_x86.Decoder(MODE_BITS[self.mode], data, ip=pc).decode()
+        return None if ins.is_invalid else _FORMATTER.format(ins)
 
     # Helpers -----------------------------------------------------------------
     def _linear_rip(self) -> int | None:
@@ -309,70 +323,33 @@ class GuestRun:
     def _exit_port(self, data: bytes) -> Observation:
         code = data[0]
         if code & EXIT_STUB and (code & 0x7F) < 32:
-            vector = code & 0x7F
-            slots = [self.read_slot(STUB_RECORD + 8), self.read_slot(STUB_RECORD + 16)]
-            has_error = self.mode != "real" and vector in ERROR_CODE_VECTORS
-            ret = slots[1] if has_error else slots[0]
-            name = VECTOR_NAMES.get(vector, f"vector {vector}")
-            extra = f", error code {slots[0]:#x}" if has_error else ""
-            return Observation("guest_exception", exception=vector, pc=ret, code=code,
-                               note=f"the guest took {name} (return address {self.where(ret)}{extra})")
+            slots = (self.read_slot(STUB_RECORD + 8), self.read_slot(STUB_RECORD + 16))
+            return self._guest_exception(code & 0x7F, slots, code=code)
         return Observation("exit", code=code, pc=self._linear_rip())
 
+    def _guest_exception(self, vector: int, slots: tuple[int, int], *, code: int | None) -> Observation:
+        """The guest took ``vector`` into its catch-all stub; ``slots``: the top two stack slots."""
+        has_error = self.mode != "real" and vector in ERROR_CODE_VECTORS
+        ret = slots[1] if has_error else slots[0]
+        name = VECTOR_NAMES.get(vector, f"vector {vector}")
+        extra = f", error code {slots[0]:#x}" if has_error else ""
+        return Observation("guest_exception", exception=vector, pc=ret, code=code,
+                           note=f"the guest took {name} (return address {self.where(ret)}{extra})")
 
-def _same_event(e: Expect, o: Observation) -> bool:
-    """Whether ``o`` is the exit ``e`` describes (its other fields may still differ)."""
-    return (e.reason == o.reason and (e.pc is None or e.pc == o.pc) and (e.port is None or e.port == o.port)
-            and (e.addr is None or e.addr == o.addr))
+    def _stub_vector(self, pc: int | None) -> int | None:
+        """The vector of the catch-all stub ``pc`` is in (the stubs' first instruction changes no stack)."""
+        where = self.where(pc) or ""
+        name = where.split("+", 1)[0]
+        if not name.startswith("exc_") or not name[4:].isdigit():
+            return None
+        return int(name[4:])
 
-
-def _align(expected: Sequence[Expect], observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
-    """Longest-common-subsequence alignment: (item index or None, observation index or None), in order."""
-    n, m = len(expected), len(observed)
-    lcs = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n - 1, -1, -1):
-        for j in range(m - 1, -1, -1):
-            lcs[i][j] = (lcs[i + 1][j + 1] + 1 if _same_event(expected[i], observed[j])
-                         else max(lcs[i + 1][j], lcs[i][j + 1]))
-    out: list[tuple[int | None, int | None]] = []
-    i = j = 0
-    while i < n and j < m:
-        if _same_event(expected[i], observed[j]) and lcs[i][j] == lcs[i + 1][j + 1] + 1:
-            out.append((i, j))
-            i, j = i + 1, j + 1
-        elif lcs[i + 1][j] >= lcs[i][j + 1]:
-            out.append((i, None))
-            i += 1
-        else:
-            out.append((None, j))
-            j += 1
-    out += [(k, None) for k in range(i, n)] + [(None, k) for k in range(j, m)]
-    return _pair_leftovers(out, expected, observed)
+    def _stack_slots(self) -> tuple[int, int]:
+        sp = self.m.regs["rsp"] + self.m.regs["ss_base"]
+        return self.read_slot(sp), self.read_slot(sp + SLOT_BYTES[self.mode])
 
 
-def _pair_leftovers(pairs: list[tuple[int | None, int | None]], expected: Sequence[Expect],
-                    observed: Sequence[Observation]) -> list[tuple[int | None, int | None]]:
-    """Pair a missing item with an unmatched exit right next to it.
-
-    An exit in the place of the expected one (a wrong pc, a HLT or an internal
-    error instead of the debug exit) reads better as one mismatch, "expected X,
-    observed Y", than as a missing exit plus an unexpected one.
-    """
-    out: list[tuple[int | None, int | None]] = []
-    k = 0
-    while k < len(pairs):
-        a = pairs[k]
-        b = pairs[k + 1] if k + 1 < len(pairs) else None
-        if b is not None and a[1] is None and b[0] is None:
-            out.append((a[0], b[1]))
-            k += 2
-        elif b is not None and a[0] is None and b[1] is None:
-            out.append((b[0], a[1]))
-            k += 2
-        else:
-            out.append(a)
-            k += 1
-    return out
+_FORMATTER = iced_x86.Formatter(iced_x86.FormatterSyntax.INTEL)
 
 
 def _with_values(obs: Observation, values: dict[str, int]) -> Observation:
