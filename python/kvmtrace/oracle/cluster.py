@@ -3,7 +3,8 @@ scheduler and runs on a worker of a KVM host, which needs kvmtrace with the
 ``[reference]`` extra installed. A task whose worker dies is retried by Dask on
 another worker; one that keeps killing workers (Dask's ``allowed-failures``) comes
 back as ``KilledWorker``. Dask counts the tasks merely queued on that worker too, so
-the pool submits each such task once more: only the task that kills its workers is lost.
+the pool runs each such task once more at the end, alone on the cluster: only the task
+that kills its worker by itself is lost.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from kvmtrace.exceptions import UnsupportedError
 from kvmtrace.oracle.pool import Outcome, resolve
 
 CONNECT_TIMEOUT_S = 30
-KILLED_RETRIES = 2  # submissions of a task whose worker died before it is reported lost
 
 
 def load_distributed() -> Any:
@@ -46,28 +46,34 @@ class DaskPool:
     def map(self, fn_path: str, payloads: Iterable[Any]) -> Iterator[Outcome]:
         fn = resolve(fn_path)
         tag = uuid.uuid4().hex[:8]
-        task: dict[str, tuple[int, Any, int]] = {}  # future key -> (index, payload, tries)
+        task: dict[str, tuple[int, Any]] = {}  # future key -> (index, payload)
 
-        def submit(i: int, p: Any, tries: int) -> Any:
-            fut = self.client.submit(fn, p, key=f"kvmtrace-{fn.__name__}-{tag}-{i}-{tries}", pure=False)
-            task[fut.key] = (i, p, tries)
+        def submit(i: int, p: Any, attempt: str) -> Any:
+            fut = self.client.submit(fn, p, key=f"kvmtrace-{fn.__name__}-{tag}-{i}-{attempt}", pure=False)
+            task[fut.key] = (i, p)
             self._futures.append(fut)
             return fut
 
+        suspects: list[tuple[int, Any]] = []
         try:
             for i, p in enumerate(payloads):
-                submit(i, p, 1)
+                submit(i, p, "0")
             with self.client.as_current():  # as_completed finds its client here, not in a global default
-                done = self._d.as_completed(self._futures)
-            for fut in done:
-                i, p, tries = task[fut.key]
-                out = self._outcome(i, fut)
-                if out.status == "lost" and tries < KILLED_RETRIES:
-                    # Tasks merely queued on a worker that died are "suspicious" too: run each
-                    # once more, so only the task that kills its workers is lost.
-                    done.add(submit(i, p, tries + 1))
-                    continue
-                yield out
+                for fut in self._d.as_completed(self._futures):
+                    i, p = task[fut.key]
+                    out = self._outcome(i, fut)
+                    if out.status == "lost":
+                        # Dask also fails the tasks that were only queued on a worker that
+                        # died: decide later, each task alone.
+                        suspects.append((i, p))
+                        continue
+                    yield out
+            for i, p in suspects:
+                # Alone on the cluster: only a task that kills its worker by itself is lost.
+                fut = submit(i, p, "alone")
+                with self.client.as_current():
+                    self._d.wait([fut])
+                yield self._outcome(i, fut)
         finally:
             self._cancel()
 
