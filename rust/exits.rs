@@ -7,8 +7,9 @@ use kvm_ioctls::VcpuExit;
 
 use crate::error::{Error, Result};
 
-/// `kvm_run->debug.arch` of one `KVM_EXIT_DEBUG`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `kvm_run->debug.arch` of one `KVM_EXIT_DEBUG`. Not `Copy` on purpose: matching
+/// `Exit::Debug(ev)` then moves the event out and the exit needs no drop glue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DebugEvent {
     pub exception: u32,
     pub pc: u64,

@@ -5,8 +5,8 @@
 //! `runloop/` (the KVM_RUN loop), `kick.rs`. `py/` holds the bindings.
 
 pub mod arch;
-pub mod clock;
 pub mod boot;
+pub mod clock;
 pub mod debug;
 pub mod devices;
 pub mod error;

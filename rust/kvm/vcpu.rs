@@ -2,11 +2,11 @@
 //! single `KVM_RUN` decoded into an [`Exit`]. No Python here.
 
 use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, CpuId, KVM_SYNC_X86_REGS};
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
-use crate::exits::{self, Exit};
+use crate::exits::{self, DebugEvent, Exit};
 use crate::kvm::layout::{self, Mode};
 use crate::kvm::regs::{self, RegClass};
 
@@ -29,6 +29,18 @@ impl Parked {
             Parked::HwExec { pc, .. } | Parked::GeneralDetect { pc } => pc,
         }
     }
+}
+
+/// One `KVM_RUN`: a debug exit, or anything else decoded (see [`Vcpu::finish_exit`]).
+pub enum Step {
+    Debug(DebugEvent),
+    Other(Result<Exit>),
+}
+
+#[cold]
+#[inline(never)]
+fn decode_cold(res: std::result::Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Result<Exit> {
+    exits::decode(res)
 }
 
 pub struct Vcpu {
@@ -282,9 +294,37 @@ impl Vcpu {
     }
 
     /// One `KVM_RUN`.
-    #[inline(always)]
     pub fn run(&mut self) -> Result<Exit> {
-        let mut exit = exits::decode(self.fd.run())?;
+        match self.step() {
+            Step::Debug(ev) => Ok(Exit::Debug(ev)),
+            Step::Other(r) => self.finish_exit(r),
+        }
+    }
+
+    /// One `KVM_RUN`, with the run loop's common case apart: a debug exit is tested
+    /// for right after the ioctl; anything else is decoded out of line and must go
+    /// through [`Vcpu::finish_exit`].
+    #[inline(always)]
+    pub fn step(&mut self) -> Step {
+        match self.fd.run() {
+            Ok(VcpuExit::Debug(a)) => {
+                self.io_pending = false;
+                Step::Debug(DebugEvent {
+                    exception: a.exception,
+                    pc: a.pc,
+                    dr6: a.dr6,
+                    dr7: a.dr7,
+                })
+            }
+            other => Step::Other(decode_cold(other)),
+        }
+    }
+
+    /// Note what a non-debug exit leaves pending and read its internal-error data.
+    #[cold]
+    #[inline(never)]
+    pub fn finish_exit(&mut self, exit: Result<Exit>) -> Result<Exit> {
+        let mut exit = exit?;
         self.io_pending = matches!(
             exit,
             Exit::IoIn { .. } | Exit::IoOut { .. } | Exit::MmioRead { .. } | Exit::MmioWrite { .. }

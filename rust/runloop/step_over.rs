@@ -47,32 +47,47 @@ impl Int3Patches {
 
 /// What in one configuration can park a vCPU, worked out once per trace: the
 /// check runs on every event, and with plain single-step nothing can.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Faults {
     /// Enabled instruction breakpoints: (slot, address).
     exec: Vec<(usize, u64)>,
     general_detect: bool,
     sw: bool,
+    /// Nothing can fault (plain single-step): one test per event.
+    none: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::new(&GuestDebug::default())
+    }
 }
 
 impl Faults {
     pub fn new(debug: &GuestDebug) -> Self {
         let (v, dr) = (debug.dr7(), debug.dr0_3());
-        let exec = (0..4)
+        let exec: Vec<(usize, u64)> = (0..4)
             .filter(|&i| dr7::enabled(v, i) && dr7::kind_of(v, i) == BpKind::Exec)
             .map(|i| (i, dr[i]))
             .collect();
+        let (general_detect, sw) = (debug.general_detect, !debug.sw_breakpoints.is_empty());
         Faults {
+            none: exec.is_empty() && !general_detect && !sw,
             exec,
-            general_detect: debug.general_detect,
-            sw: !debug.sw_breakpoints.is_empty(),
+            general_detect,
+            sw,
         }
+    }
+
+    /// Nothing in the configuration can fault.
+    pub fn is_none(&self) -> bool {
+        self.none
     }
 
     /// `fault_of(debug, ev)` for the configuration these faults were made from.
     #[inline(always)]
     pub fn of(&self, debug: &GuestDebug, ev: &DebugEvent) -> Option<Parked> {
-        if self.exec.is_empty() && !self.general_detect && !self.sw {
+        if self.none {
             return None;
         }
         match ev.exception as u8 {

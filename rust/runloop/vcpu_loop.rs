@@ -10,7 +10,7 @@ use crate::error::{Callback, Error};
 use crate::exits::{DebugEvent, Exit};
 use crate::kick::ThreadUsage;
 use crate::kvm::memory::GuestMemory;
-use crate::kvm::vcpu::{Parked, Vcpu};
+use crate::kvm::vcpu::{Parked, Step, Vcpu};
 use crate::recorder::Columns;
 
 use super::config::TraceConfig;
@@ -61,8 +61,21 @@ enum Flow {
     Stop(StopReason),
 }
 
+/// The settings the hot path reads on every event, copied out of the shared
+/// configuration: fields of the loop itself stay in registers across `KVM_RUN`.
+#[derive(Clone, Copy)]
+struct Hot {
+    clock: TraceClock,
+    regs: bool,
+    faults: bool,
+    stop_at: Option<u64>,
+    max_events: u64,
+    sink_rows: usize,
+}
+
 pub struct VcpuLoop<'a, O: Outbox> {
     env: &'a Env<'a>,
+    hot: Hot,
     vcpu: &'a mut Vcpu,
     out: O,
     cols: Columns,
@@ -82,8 +95,17 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
             env.cfg.regs.clone(),
             env.cfg.initial_capacity(),
         );
+        let hot = Hot {
+            clock: env.clock,
+            regs: !env.cfg.regs.is_empty(),
+            faults: !env.faults.is_none(),
+            stop_at: env.cfg.stop_at,
+            max_events: env.cfg.max_events.unwrap_or(u64::MAX),
+            sink_rows: env.cfg.sink_rows.unwrap_or(usize::MAX),
+        };
         VcpuLoop {
             env,
+            hot,
             vcpu,
             out,
             cols,
@@ -126,23 +148,13 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
             if self.env.ctl.stopping() {
                 return self.env.ctl.reason_or_interrupted();
             }
-            let exit = match self.vcpu.run() {
-                Ok(e) => e,
-                Err(e) => return self.fail(e),
-            };
             self.exits += 1;
-            let flow = match exit {
-                Exit::Debug(ev) => self.on_debug(&ev),
-                Exit::IoOut { port, data, size } => self.on_io_out(port, data, size),
-                Exit::IoIn { port, size, .. } => self.on_io_in(port, size),
-                Exit::MmioWrite { addr, data } => self.on_mmio_write(addr, data),
-                Exit::MmioRead { addr, len } => self.on_mmio_read(addr, len),
-                Exit::Hlt => Flow::Stop(StopReason::Hlt),
-                Exit::Interrupted => {
-                    self.vcpu.clear_immediate_exit();
-                    Flow::Go
+            let flow = match self.vcpu.step() {
+                Step::Debug(ev) => self.on_debug(ev),
+                Step::Other(res) => {
+                    let exit = self.vcpu.finish_exit(res);
+                    self.on_exit(exit)
                 }
-                other => self.on_terminal(other),
             };
             if let Flow::Stop(r) = flow {
                 return r;
@@ -150,18 +162,47 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         }
     }
 
+    /// Every exit but a debug exit (out of line: the dense path does not need it).
+    #[cold]
+    #[inline(never)]
+    fn on_exit(&mut self, exit: crate::error::Result<Exit>) -> Flow {
+        let exit = match exit {
+            Ok(e) => e,
+            Err(e) => return Flow::Stop(self.fail(e)),
+        };
+        match exit {
+            Exit::Debug(ev) => self.on_debug(ev),
+            Exit::IoOut { port, data, size } => self.on_io_out(port, data, size),
+            Exit::IoIn { port, size, .. } => self.on_io_in(port, size),
+            Exit::MmioWrite { addr, data } => self.on_mmio_write(addr, data),
+            Exit::MmioRead { addr, len } => self.on_mmio_read(addr, len),
+            Exit::Hlt => Flow::Stop(StopReason::Hlt),
+            Exit::Interrupted => {
+                self.vcpu.clear_immediate_exit();
+                Flow::Go
+            }
+            other => self.on_terminal(other),
+        }
+    }
+
     /// The whole trace stops with `e` (this vCPU caused it).
+    #[cold]
+    #[inline(never)]
     fn fail(&self, e: Error) -> StopReason {
         let r = StopReason::error(e);
         self.env.ctl.request(Some(self.vcpu.index), r.clone());
         r
     }
 
+    #[cold]
+    #[inline(never)]
     fn stop_all(&self, r: StopReason) -> Flow {
         self.env.ctl.request(Some(self.vcpu.index), r.clone());
         Flow::Stop(r)
     }
 
+    #[cold]
+    #[inline(never)]
     fn publish(&mut self) {
         if let Some(p) = &self.env.cfg.progress {
             p.add(self.seq - self.published.0, self.exits - self.published.1);
@@ -176,6 +217,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
     }
 
     /// Resume past an instruction fault the previous run stopped on.
+    #[cold]
+    #[inline(never)]
     fn resume_parked(&mut self) -> Flow {
         let Some(p) = self.vcpu.parked.take() else {
             return Flow::Go;
@@ -193,6 +236,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
 
     /// Stopped in the middle of a step-over: re-arm, and stay parked if the
     /// instruction has not run yet.
+    #[cold]
+    #[inline(never)]
     fn finish_step_over(&mut self) {
         if let Some(p) = self.stepping.take() {
             let env = self.env;
@@ -203,70 +248,111 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         }
     }
 
-    fn on_debug(&mut self, ev: &DebugEvent) -> Flow {
-        let t = self.env.clock.ticks();
-        let env = self.env;
-        let mut record = true;
-        if let Some(p) = self.stepping.take() {
-            if let Err(e) = step_over::end(self.vcpu, env.mem, env.debug, p) {
-                return Flow::Stop(self.fail(e));
-            }
-            self.refires = if step_over::refired(env.debug, p, ev) {
-                self.refires + 1
-            } else {
-                0
-            };
-            if self.refires >= MAX_REFIRES {
-                return Flow::Stop(StopReason::NoProgress(ev.pc));
-            }
-            record = step_over::records_after_step(env.debug, ev);
-        }
+    /// The hot path: one debug exit recorded. Everything rare (a step-over ending,
+    /// the guest's own INT3, a fault to park on, a stop) is out of line, so this
+    /// stays small enough to keep its state in registers.
+    #[inline(always)]
+    fn on_debug(&mut self, ev: DebugEvent) -> Flow {
+        let t = self.hot.clock.ticks();
+        let record = match self.stepping.take() {
+            None => true,
+            Some(p) => match self.end_step_over(p, &ev) {
+                Ok(record) => record,
+                Err(flow) => return flow,
+            },
+        };
         if record {
-            let regs = if env.cfg.regs.is_empty() {
-                None
-            } else {
+            let regs = if self.hot.regs {
                 Some(self.vcpu.synced_regs())
+            } else {
+                None
             };
-            self.cols.push(t, ev, regs);
+            self.cols.push(t, &ev, regs);
             self.seq += 1;
             if self.seq % PROGRESS_EVERY == 0 {
                 self.publish();
             }
         }
-        let parked = env.faults.of(env.debug, ev);
+        let parked = if self.hot.faults {
+            self.env.faults.of(self.env.debug, &ev)
+        } else {
+            None
+        };
+        if ev.exception == u32::from(VECTOR_BP)
+            || (record && (self.hot.stop_at == Some(ev.pc) || self.seq >= self.hot.max_events))
+            || parked.is_some()
+        {
+            if let Some(flow) = self.after_event(&ev, record, parked) {
+                return flow;
+            }
+        }
+        if self.cols.len() >= self.hot.sink_rows {
+            return self.hand_over(self.hot.sink_rows);
+        }
+        Flow::Go
+    }
+
+    /// The step over a fault ended with `ev`: re-arm, and decide whether `ev` is
+    /// recorded (Err: the vCPU stops).
+    #[cold]
+    #[inline(never)]
+    fn end_step_over(&mut self, p: Parked, ev: &DebugEvent) -> Result<bool, Flow> {
+        let env = self.env;
+        if let Err(e) = step_over::end(self.vcpu, env.mem, env.debug, p) {
+            return Err(Flow::Stop(self.fail(e)));
+        }
+        self.refires = if step_over::refired(env.debug, p, ev) {
+            self.refires + 1
+        } else {
+            0
+        };
+        if self.refires >= MAX_REFIRES {
+            return Err(Flow::Stop(StopReason::NoProgress(ev.pc)));
+        }
+        Ok(step_over::records_after_step(env.debug, ev))
+    }
+
+    /// What follows an event other than a plain recorded one: the guest's own INT3
+    /// goes back to the guest, a stop condition ends the vCPU (parked on its fault),
+    /// a fault is stepped over. None: go on.
+    #[cold]
+    #[inline(never)]
+    fn after_event(
+        &mut self,
+        ev: &DebugEvent,
+        record: bool,
+        parked: Option<Parked>,
+    ) -> Option<Flow> {
+        let env = self.env;
         if ev.exception == u32::from(VECTOR_BP) && parked.is_none() {
             // The guest's own INT3: deliver it to the guest as the hardware would.
             if let Err(e) = self
                 .vcpu
                 .apply_debug(Some(env.debug), KVM_GUESTDBG_INJECT_BP)
             {
-                return Flow::Stop(self.fail(e));
+                return Some(Flow::Stop(self.fail(e)));
             }
         }
         if record && env.cfg.stop_at == Some(ev.pc) {
             self.vcpu.parked = parked;
-            return Flow::Stop(StopReason::StopAt);
+            return Some(Flow::Stop(StopReason::StopAt));
         }
-        if record && env.cfg.max_events.is_some_and(|m| self.seq >= m) {
+        if record && self.seq >= self.hot.max_events {
             self.vcpu.parked = parked;
-            return Flow::Stop(StopReason::MaxEvents);
+            return Some(Flow::Stop(StopReason::MaxEvents));
         }
         if let Some(p) = parked {
             if let Err(e) = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p) {
-                return Flow::Stop(self.fail(e));
+                return Some(Flow::Stop(self.fail(e)));
             }
             self.stepping = Some(p);
         }
-        self.hand_over_full_chunk()
+        None
     }
 
-    fn hand_over_full_chunk(&mut self) -> Flow {
-        let Some(rows) = self.env.cfg.sink_rows else {
-            return Flow::Go;
-        };
-        if self.cols.len() < rows {
-            return Flow::Go;
-        }
+    #[cold]
+    #[inline(never)]
+    fn hand_over(&mut self, rows: usize) -> Flow {
         let chunk = self.cols.take(rows);
         match self.out.hand_over(chunk) {
             Ok(()) => Flow::Go,
@@ -284,6 +370,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn on_io_out(&mut self, port: u16, data: Vec<u8>, size: u8) -> Flow {
         match port {
             CONSOLE_PORT => {
@@ -317,6 +405,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn on_io_in(&mut self, port: u16, size: u8) -> Flow {
         if port == CONSOLE_PORT {
             self.vcpu
@@ -351,6 +441,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn on_mmio_write(&mut self, addr: u64, data: Vec<u8>) -> Flow {
         let h = self
             .env
@@ -366,6 +458,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn on_mmio_read(&mut self, addr: u64, len: u8) -> Flow {
         let h = self
             .env
@@ -385,6 +479,8 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
     }
 
     /// Shutdown, internal error, failed entry and anything unexpected.
+    #[cold]
+    #[inline(never)]
     fn on_terminal(&mut self, exit: Exit) -> Flow {
         let r = match exit {
             Exit::Shutdown => StopReason::Shutdown,
