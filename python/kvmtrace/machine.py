@@ -136,6 +136,12 @@ class Machine:
         return self._m.host_caps
 
     @property
+    def host(self) -> dict[str, Any]:
+        """Host behaviour probed once per process: ``rf_resume`` (KVM_RUN honours
+        RFLAGS.RF after an instruction breakpoint, so a hit costs one KVM_RUN)."""
+        return self._m.host
+
+    @property
     def entry(self) -> int:
         return self._m.entry
 

@@ -207,6 +207,11 @@ class Trace:
         return self._t.page_faults
 
     @property
+    def ioctls(self) -> int:
+        """KVM ioctls the vCPU loops issued: KVM_RUN, KVM_SET_GUEST_DEBUG, register calls."""
+        return self._t.ioctls
+
+    @property
     def memory_bytes(self) -> int:
         """Heap bytes held by the columns."""
         return self._t.memory_bytes

@@ -7,10 +7,13 @@
 
 pub mod dr6;
 pub mod dr7;
+pub mod rflags;
 
 /// `#DB`, the debug exception.
 pub const VECTOR_DB: u8 = 1;
 /// `#BP`, the breakpoint exception (INT3).
 pub const VECTOR_BP: u8 = 3;
+/// `#UD`, invalid opcode.
+pub const VECTOR_UD: u8 = 6;
 /// The INT3 opcode, patched in for software breakpoints.
 pub const INT3: u8 = 0xcc;

@@ -4,6 +4,7 @@ pub mod cpuid;
 pub mod irqchip;
 pub mod layout;
 pub mod memory;
+pub mod probe;
 pub mod regs;
 pub mod vcpu;
 pub mod vm;

@@ -4,6 +4,9 @@
 use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, CpuId, KVM_SYNC_X86_REGS};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use std::cell::Cell;
+
+use crate::arch::rflags;
 use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
 use crate::exits::{self, DebugEvent, Exit};
@@ -52,6 +55,8 @@ pub struct Vcpu {
     /// The last exit was a port or MMIO access that KVM completes on the next
     /// `KVM_RUN` (writing rax/memory and advancing rip).
     io_pending: bool,
+    /// KVM ioctls issued on this vCPU (KVM_RUN, register and guest-debug calls).
+    ioctls: Cell<u64>,
 }
 
 impl Vcpu {
@@ -63,6 +68,7 @@ impl Vcpu {
             mode,
             parked: None,
             io_pending: false,
+            ioctls: Cell::new(0),
         };
         v.reset(entry)?;
         Ok(v)
@@ -138,16 +144,42 @@ impl Vcpu {
         crate::kvm::irqchip::setup_vcpu(&self.fd)
     }
 
+    /// KVM ioctls issued on this vCPU so far.
+    pub fn ioctls(&self) -> u64 {
+        self.ioctls.get()
+    }
+
+    fn count(&self, n: u64) {
+        self.ioctls.set(self.ioctls.get() + n);
+    }
+
     pub fn regs(&self) -> Result<kvm_regs> {
+        self.count(1);
         self.fd.get_regs().map_err(Error::kvm("KVM_GET_REGS"))
     }
 
     pub fn set_regs(&self, r: &kvm_regs) -> Result<()> {
+        self.count(1);
         self.fd.set_regs(r).map_err(Error::kvm("KVM_SET_REGS"))
     }
 
     pub fn sregs(&self) -> Result<kvm_sregs> {
+        self.count(1);
         self.fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))
+    }
+
+    /// Resume past an instruction breakpoint at the next `KVM_RUN`: RFLAGS.RF set
+    /// through the sync-regs dirty bit, no ioctl of its own. Needs sync regs on.
+    pub fn set_rf_on_entry(&mut self) {
+        self.fd.sync_regs_mut().regs.rflags |= rflags::RF;
+        self.fd.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS);
+    }
+
+    /// RFLAGS.RF set now (KVM_GET_REGS + KVM_SET_REGS), for a resume outside a run.
+    pub fn set_rf_now(&mut self) -> Result<()> {
+        let mut r = self.regs()?;
+        r.rflags |= rflags::RF;
+        self.set_regs(&r)
     }
 
     /// Read a register by name.
@@ -221,6 +253,7 @@ impl Vcpu {
 
     /// Program `KVM_SET_GUEST_DEBUG`; `extra` adds one-shot flags (injections).
     pub fn apply_debug(&mut self, g: Option<&GuestDebug>, extra: u32) -> Result<()> {
+        self.count(1);
         let mut dbg = kvm_guest_debug::default();
         if let Some(g) = g {
             dbg.control = g.control() | extra;
@@ -306,9 +339,16 @@ impl Vcpu {
     /// through [`Vcpu::finish_exit`].
     #[inline(always)]
     pub fn step(&mut self) -> Step {
-        match self.fd.run() {
-            Ok(VcpuExit::Debug(a)) => {
+        self.count(1);
+        let exit = match self.fd.run() {
+            Ok(VcpuExit::Debug(a)) => Ok(a),
+            other => Err(decode_cold(other)),
+        };
+        match exit {
+            Ok(a) => {
                 self.io_pending = false;
+                // Registers written through the dirty bit (RF) were taken on entry.
+                self.fd.get_kvm_run().kvm_dirty_regs = 0;
                 Step::Debug(DebugEvent {
                     exception: a.exception,
                     pc: a.pc,
@@ -316,7 +356,7 @@ impl Vcpu {
                     dr7: a.dr7,
                 })
             }
-            other => Step::Other(decode_cold(other)),
+            Err(other) => Step::Other(other),
         }
     }
 
@@ -324,6 +364,7 @@ impl Vcpu {
     #[cold]
     #[inline(never)]
     pub fn finish_exit(&mut self, exit: Result<Exit>) -> Result<Exit> {
+        self.fd.get_kvm_run().kvm_dirty_regs = 0;
         let mut exit = exit?;
         self.io_pending = matches!(
             exit,

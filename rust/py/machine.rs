@@ -254,6 +254,16 @@ impl PyMachine {
         Ok(d)
     }
 
+    /// Host behaviour kvmtrace probed (once per process, on a throwaway VM):
+    /// `rf_resume`, whether KVM_RUN honours RFLAGS.RF after an instruction breakpoint.
+    #[getter]
+    fn host<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rf = detached(py, |_| Ok(crate::kvm::probe::rf_resume()))?;
+        let d = PyDict::new(py);
+        d.set_item("rf_resume", rf)?;
+        Ok(d)
+    }
+
     #[getter]
     fn entry(&self) -> PyResult<u64> {
         self.with(|i| Ok(i.vm.entry))

@@ -34,6 +34,8 @@ pub struct TraceMeta {
     pub code_regions: Vec<(u64, Vec<u8>)>,
     /// CPU time and page faults of the vCPU loops.
     pub usage: ThreadUsage,
+    /// KVM ioctls the vCPU loops issued.
+    pub ioctls: u64,
 }
 
 /// Full columns made from what the trace stores once (seq, vcpu) or as runs (dr7),
@@ -81,6 +83,7 @@ impl PyTrace {
                 debug: None,
                 code_regions: Vec::new(),
                 usage: ThreadUsage::default(),
+                ioctls: 0,
             },
         }
     }
@@ -110,6 +113,7 @@ impl PyTrace {
                 debug: Some(debug),
                 code_regions,
                 usage: r.usage,
+                ioctls: r.ioctls,
             },
             cols: Arc::new(r.cols),
         })
@@ -376,6 +380,11 @@ impl PyTrace {
     fn page_faults(&self) -> u64 {
         self.meta.usage.minor_faults
     }
+    /// KVM ioctls the vCPU loops issued (KVM_RUN, KVM_SET_GUEST_DEBUG, register calls).
+    #[getter]
+    fn ioctls(&self) -> u64 {
+        self.meta.ioctls
+    }
     /// Heap bytes held by the columns (and by seq/vcpu/dr7 arrays made on request).
     #[getter]
     fn memory_bytes(&self) -> usize {
@@ -451,6 +460,7 @@ impl PyTrace {
                 debug: debug.map(|d| d.inner.clone()),
                 code_regions,
                 usage: ThreadUsage::default(),
+                ioctls: 0,
             },
         })
     }

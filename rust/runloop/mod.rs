@@ -50,6 +50,8 @@ pub struct TraceResult {
     pub end_ns: u64,
     /// CPU time and page faults of the vCPU loops, summed over vCPUs.
     pub usage: ThreadUsage,
+    /// KVM ioctls the vCPU loops issued.
+    pub ioctls: u64,
 }
 
 /// Trace every vCPU of `vm` under `debug` until each stops.
@@ -59,7 +61,10 @@ pub fn trace(
     cfg: &TraceConfig,
     hooks: &dyn Hooks,
 ) -> Result<TraceResult> {
-    let patches = arm(vm, debug, cfg)?;
+    let faults = step_over::Faults::new(debug);
+    // Only worth a probe (and sync regs) when an instruction breakpoint can be hit.
+    let rf_resume = faults.has_exec() && crate::kvm::probe::rf_resume();
+    let patches = arm(vm, debug, cfg, rf_resume)?;
     let ctl = Control::new(vm.vcpus.len());
     let start_ns = now_ns();
     let clock = TraceClock::start();
@@ -79,7 +84,8 @@ pub fn trace(
             hooks,
             patches: &patches,
             clock,
-            faults: step_over::Faults::new(debug),
+            faults,
+            rf_resume,
         };
         run_threads(vcpus, &env)
     };
@@ -91,7 +97,7 @@ pub fn trace(
 }
 
 /// Validate, patch INT3s and program every vCPU.
-fn arm(vm: &mut Vm, debug: &GuestDebug, cfg: &TraceConfig) -> Result<Int3Patches> {
+fn arm(vm: &mut Vm, debug: &GuestDebug, cfg: &TraceConfig, rf_resume: bool) -> Result<Int3Patches> {
     vm.check_debug(debug)?;
     if !cfg.regs.is_empty() && vm.caps.sync_regs & kvm_bindings::KVM_SYNC_X86_REGS == 0 {
         return Err(Error::Unsupported {
@@ -105,7 +111,8 @@ fn arm(vm: &mut Vm, debug: &GuestDebug, cfg: &TraceConfig) -> Result<Int3Patches
             disarm(vm, &patches);
             return Err(e);
         }
-        v.set_sync_regs(!cfg.regs.is_empty());
+        // Sync regs: per-event registers, or RF set through the dirty bit.
+        v.set_sync_regs(!cfg.regs.is_empty() || rf_resume);
     }
     Ok(patches)
 }
@@ -253,7 +260,7 @@ fn assemble(
     let mut parts = Vec::with_capacity(n);
     let mut per_vcpu = Vec::with_capacity(n);
     let (mut console, mut events, mut exits) = (Vec::new(), 0, 0);
-    let mut usage = ThreadUsage::default();
+    let (mut usage, mut ioctls) = (ThreadUsage::default(), 0);
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(mut r) => {
@@ -264,6 +271,7 @@ fn assemble(
                 events += r.events;
                 exits += r.exits;
                 usage = usage.plus(r.usage);
+                ioctls += r.ioctls;
             }
             Err(_) => {
                 let r = StopReason::error(Error::Thread(
@@ -304,5 +312,6 @@ fn assemble(
         start_ns: 0,
         end_ns: 0,
         usage,
+        ioctls,
     }
 }

@@ -79,6 +79,11 @@ impl Faults {
         }
     }
 
+    /// An instruction breakpoint is armed.
+    pub fn has_exec(&self) -> bool {
+        !self.exec.is_empty()
+    }
+
     /// Nothing in the configuration can fault.
     pub fn is_none(&self) -> bool {
         self.none

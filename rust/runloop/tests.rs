@@ -205,6 +205,7 @@ mod coordinator {
             patches: &patches,
             clock: crate::clock::TraceClock::start(),
             faults: Faults::default(),
+            rf_resume: false,
         };
         let mut coord = Coordinator::new(&env);
         coord.deliver(chunk(0x100, 3));

@@ -37,6 +37,8 @@ pub struct Env<'a> {
     pub clock: TraceClock,
     /// What in `debug` can park a vCPU (checked on every event).
     pub faults: Faults,
+    /// Resume past instruction breakpoints with RFLAGS.RF (the host honours it).
+    pub rf_resume: bool,
     pub devices: &'a Devices,
 }
 
@@ -54,6 +56,8 @@ pub struct VcpuResult {
     pub exits: u64,
     /// CPU time and page faults of this vCPU's loop (its thread).
     pub usage: ThreadUsage,
+    /// KVM ioctls the loop issued (KVM_RUN, guest-debug and register calls).
+    pub ioctls: u64,
 }
 
 enum Flow {
@@ -121,6 +125,7 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
     /// Run until this vCPU stops.
     pub fn run(mut self) -> VcpuResult {
         let usage0 = ThreadUsage::now();
+        let ioctls0 = self.vcpu.ioctls();
         let _kick = self
             .env
             .ctl
@@ -140,6 +145,7 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
             events: self.seq,
             exits: self.exits,
             usage: ThreadUsage::now().since(usage0),
+            ioctls: self.vcpu.ioctls() - ioctls0,
         }
     }
 
@@ -226,10 +232,15 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
         let env = self.env;
         let still_armed = step_over::fault_of(env.debug, &step_over::synthetic_hit(env.debug, p));
         if self.linear_pc() == Some(p.pc()) && still_armed.is_some() {
-            if let Err(e) = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p) {
+            let resumed = if matches!(p, Parked::HwExec { .. }) && env.rf_resume {
+                self.vcpu.set_rf_now()
+            } else {
+                let begun = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p);
+                begun.map(|()| self.stepping = Some(p))
+            };
+            if let Err(e) = resumed {
                 return Flow::Stop(self.fail(e));
             }
-            self.stepping = Some(p);
         }
         Flow::Go
     }
@@ -341,11 +352,15 @@ impl<'a, O: Outbox> VcpuLoop<'a, O> {
             self.vcpu.parked = parked;
             return Some(Flow::Stop(StopReason::MaxEvents));
         }
-        if let Some(p) = parked {
-            if let Err(e) = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p) {
-                return Some(Flow::Stop(self.fail(e)));
+        match parked {
+            Some(Parked::HwExec { .. }) if env.rf_resume => self.vcpu.set_rf_on_entry(),
+            Some(p) => {
+                if let Err(e) = step_over::begin(self.vcpu, env.mem, env.debug, env.patches, p) {
+                    return Some(Flow::Stop(self.fail(e)));
+                }
+                self.stepping = Some(p);
             }
-            self.stepping = Some(p);
+            None => {}
         }
         None
     }

@@ -85,11 +85,13 @@ def host_info() -> dict[str, Any]:
     try:
         with Machine(memory_size=1 << 20, mode="real") as m:
             caps = dict(m.host_caps)
+            rf_resume = bool(m.host["rf_resume"])
         flags = int(caps.get("guest_debug_flags", 0))
         caps["guest_debug_flags"] = f"{flags:#x}"
         caps["guest_debug_flag_names"] = flag_names(flags)
         host["kvm"] = caps
         host["kvm"]["vendor_modules"] = kvm_modules()
+        host["kvm"]["rf_resume"] = rf_resume
     except Exception as e:  # no usable /dev/kvm: every scenario reports it as an error too
         host["kvm"] = {"error": f"{type(e).__name__}: {e}"}
     return host
