@@ -82,5 +82,25 @@ def record(benchmark: Any, mine: list[Measurement], refs: list[Measurement] | No
         if cpu_pairs:
             info[f"cpu_ratio_to_{ref_name}"] = statistics.median(cpu_pairs)
             info[f"cpu_ratio_to_{ref_name}_rounds"] = [round(r, 4) for r in cpu_pairs]
+    info.update(_user_time(mine, refs, ref_name))
     benchmark.extra_info.update(info)
     return info
+
+
+def _user_time(mine: list[Measurement], refs: list[Measurement] | None, ref_name: str) -> dict[str, Any]:
+    """User-space ns per exit of the loop thread (median), and the median per-round
+    difference to the reference: what the contender adds on top of the kernel's work.
+    getrusage splits CPU time by tick samples, so single rounds scatter; the median of
+    paired rounds is the figure."""
+    out: dict[str, Any] = {}
+    mine_u = [m.user_ns_per_exit for m in mine]
+    if any(u is None for u in mine_u):
+        return out
+    out["user_ns_per_exit"] = statistics.median(mine_u)
+    out["user_ns_per_exit_rounds"] = [round(u, 1) for u in mine_u]  # type: ignore[arg-type]
+    ref_u = [r.user_ns_per_exit for r in refs or []]
+    if ref_u and not any(u is None for u in ref_u):
+        out[f"{ref_name}_user_ns_per_exit"] = statistics.median(ref_u)
+        diffs = [a - b for a, b in zip(mine_u, ref_u)]  # type: ignore[operator]
+        out[f"user_ns_per_exit_over_{ref_name}"] = statistics.median(diffs)
+    return out

@@ -13,7 +13,7 @@ the mode; an explicit option/variable also applies to smoke runs):
 option                        environment variable                enabled          smoke
 ============================  ==================================  ===============  =======
 ``--bench-events``            ``KVMTRACE_BENCH_EVENTS``           500,000          2,000
-``--bench-rounds``            ``KVMTRACE_BENCH_ROUNDS``           7                1
+``--bench-rounds``            ``KVMTRACE_BENCH_ROUNDS``           10               1
 ``--bench-hot-calls``         ``KVMTRACE_BENCH_HOT_CALLS``        100,000          200
 ``--bench-memory-events``     ``KVMTRACE_BENCH_MEMORY_EVENTS``    2,000,000        20,000
 ``--bench-stream-events``     ``KVMTRACE_BENCH_STREAM_EVENTS``    2000000,5000000  20000,50000
@@ -45,7 +45,7 @@ from kvmtrace._bench import cbaseline
 _OPTIONS = {
     # name: (env var, enabled default, smoke default, parser)
     "events": ("KVMTRACE_BENCH_EVENTS", 500_000, 2_000, int),
-    "rounds": ("KVMTRACE_BENCH_ROUNDS", 7, 1, int),
+    "rounds": ("KVMTRACE_BENCH_ROUNDS", 10, 1, int),
     "hot_calls": ("KVMTRACE_BENCH_HOT_CALLS", 100_000, 200, int),
     "memory_events": ("KVMTRACE_BENCH_MEMORY_EVENTS", 2_000_000, 20_000, int),
     "stream_events": ("KVMTRACE_BENCH_STREAM_EVENTS", (2_000_000, 5_000_000), (20_000, 50_000),

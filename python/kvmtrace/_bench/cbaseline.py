@@ -82,20 +82,31 @@ def _read_dump(path: Path, n: int, regs: bool) -> dict[str, Any]:
 
 
 def run_c(binary: str | os.PathLike[str], code: bytes, events: int, *, regs: bool = False,
-          dump: bool = False) -> dict[str, Any]:
+          dump: bool = False, mode: str = "real", block_irq: bool = False,
+          stop_at: int | None = None) -> dict[str, Any]:
     """Run the compiled C loop on ``code`` (loaded at 0x8000) for ``events`` debug exits.
 
     Returns its JSON line as a dict: events, seconds (the KVM_RUN loop only),
-    events_per_s, checksum (XOR of the pcs), stop ("limit" | "hlt" | "io").
-    ``dump=True`` adds ``"arrays"``: numpy arrays pc, dr6, dr7, exception (and
-    rip, rsp, rax with ``regs``).
+    cpu_seconds, user_seconds, sys_seconds, events_per_s, checksum (XOR of the pcs),
+    stop ("limit" | "stop_at" | "hlt" | "io"). ``mode`` is "real" or "long" (kvmtrace's
+    layout), ``block_irq`` adds KVM_GUESTDBG_BLOCKIRQ, ``stop_at`` stops after the exit
+    at that pc. ``dump=True`` adds ``"arrays"``: numpy arrays pc, dr6, dr7, exception
+    (and rip, rsp, rax with ``regs``).
     """
+    if mode not in ("real", "long"):
+        raise CBaselineError(f"the C baseline runs real or long mode, not {mode!r}")
     with tempfile.TemporaryDirectory(prefix="kvmtrace-cbench-") as d:
         guest = Path(d) / "guest.bin"
         guest.write_bytes(code)
         cmd = [os.fspath(binary)]
         if regs:
             cmd.append("--regs")
+        if mode == "long":
+            cmd.append("--long")
+        if block_irq:
+            cmd.append("--blockirq")
+        if stop_at is not None:
+            cmd += ["--stop-at", hex(stop_at)]
         dump_path = Path(d) / "dump.bin"
         if dump:
             cmd += ["--dump", str(dump_path)]

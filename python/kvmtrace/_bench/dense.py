@@ -117,10 +117,12 @@ def kvmtrace_step_loop(
         name,
         n,
         t.elapsed_s,
-        {"wall_s": wall, "memory_bytes": t.memory_bytes, "rows_in_memory": len(t), "exits": t.exits},
+        {"wall_s": wall, "memory_bytes": t.memory_bytes, "rows_in_memory": len(t), "exits": t.exits,
+         "page_faults": t.page_faults},
         # The whole process (the vCPU thread, the calling thread, any sink work):
         # conservative against the C loop's single thread.
         cpu_seconds=cpu,
+        user_seconds=t.cpu_user_s,
     )
     if keep_trace:
         meas.extra["trace"] = t
@@ -132,7 +134,8 @@ def c_step_loop(binary: str | os.PathLike[str], events: int, *, regs: bool = Fal
     r = cbaseline.run_c(binary, STEP_LOOP, events, regs=regs)
     if r["events"] != events or r["stop"] != "limit" or r["checksum"] != step_loop_checksum(events):
         raise BenchCheckError(f"{name}: unexpected result {r} (expected {events} events, checksum {step_loop_checksum(events)})")
-    return Measurement(name, r["events"], r["seconds"], {"stop": r["stop"]}, cpu_seconds=r.get("cpu_seconds"))
+    return Measurement(name, r["events"], r["seconds"], {"stop": r["stop"]}, cpu_seconds=r.get("cpu_seconds"),
+                       user_seconds=r.get("user_seconds"))
 
 
 def py_step_loop(events: int, *, regs: bool = False, name: str = "pure Python") -> Measurement:

@@ -10,12 +10,18 @@
  *
  * Only libc + <linux/kvm.h>.  Build:  cc -O2 -o kvm_step kvm_step.c
  *
- * Usage: kvm_step [--regs] [--dump PATH] GUEST.bin N_EVENTS
+ * Usage: kvm_step [--regs] [--long] [--blockirq] [--stop-at ADDR] [--dump PATH] GUEST.bin N_EVENTS
  *
- * Stops after N_EVENTS debug exits, on KVM_EXIT_HLT, or on an OUT to port
- * 0xf4 (the benchmark guests' "exit" port).  Prints one JSON line:
+ * --long runs the guest in 64-bit mode with kvmtrace's layout (flat GDT at
+ * 0x10000, identity-mapped page tables at 0x12000); the default is real mode.
+ * --blockirq adds KVM_GUESTDBG_BLOCKIRQ. --stop-at ADDR stops after the debug
+ * exit whose pc is ADDR (as kvmtrace's stop_at).  The vCPU gets the host's
+ * supported CPUID, as kvmtrace's do.
+ *
+ * Stops after N_EVENTS debug exits, at --stop-at, on KVM_EXIT_HLT, or on an OUT
+ * to port 0xf4 (the benchmark guests' "exit" port).  Prints one JSON line:
  *   {"events": n, "seconds": s, "cpu_seconds": c, "events_per_s": x, "checksum": c, "stop": "..."}
- * checksum = XOR of all recorded pcs; stop is "limit", "hlt" or "io".
+ * checksum = XOR of all recorded pcs; stop is "limit", "stop_at", "hlt" or "io".
  * cpu_seconds is the CPU time of the looping thread (CLOCK_THREAD_CPUTIME_ID,
  * user + system), which a busy machine's time-slicing does not inflate;
  * user_seconds and sys_seconds split it (getrusage RUSAGE_THREAD).
@@ -48,6 +54,13 @@
 #define INITIAL_SP       0x7000u
 #define EXIT_PORT        0xf4u
 #define TSS_ADDR         0xfffbd000u  /* needed by VMX without unrestricted guest */
+/* Long mode, as kvmtrace lays it out (rust/kvm/layout.rs). */
+#define GDT_ADDR         0x10000u
+#define PML4_ADDR        0x12000u
+#define PDPT_ADDR        0x13000u
+#define PD_ADDR          0x14000u
+#define SEL_CODE64       0x08u
+#define SEL_DATA         0x10u
 
 static void die(const char *fmt, ...)
 {
@@ -101,6 +114,48 @@ static void setseg(struct kvm_segment *s)
     s->selector = 0;
 }
 
+/* Flat 64-bit segments, identity paging of the first GiB with 2 MiB pages. */
+static void setup_long_mode(uint8_t *mem, struct kvm_sregs *s)
+{
+    uint64_t *gdt = (uint64_t *)(mem + GDT_ADDR);
+    gdt[0] = 0;
+    gdt[1] = 0x00209b0000000000ull; /* 0x08: code64, P, DPL 0, L */
+    gdt[2] = 0x00cf93000000ffffull; /* 0x10: data, P, G, D/B */
+    uint64_t *pml4 = (uint64_t *)(mem + PML4_ADDR);
+    uint64_t *pdpt = (uint64_t *)(mem + PDPT_ADDR);
+    uint64_t *pd = (uint64_t *)(mem + PD_ADDR);
+    pml4[0] = PDPT_ADDR | 0x3;
+    pdpt[0] = PD_ADDR | 0x3;
+    for (uint64_t i = 0; i < 512; i++)
+        pd[i] = (i << 21) | 0x83;
+    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = SEL_CODE64, .type = 0xb,
+                               .present = 1, .s = 1, .l = 1, .g = 1};
+    struct kvm_segment data = {.base = 0, .limit = 0xffffffff, .selector = SEL_DATA, .type = 0x3,
+                               .present = 1, .s = 1, .db = 1, .g = 1};
+    s->cs = code;
+    s->ds = s->es = s->fs = s->gs = s->ss = data;
+    s->gdt.base = GDT_ADDR;
+    s->gdt.limit = 3 * 8 - 1;
+    s->cr0 = 0x80050033; /* PG, WP, NE, ET, MP, PE */
+    s->cr3 = PML4_ADDR;
+    s->cr4 = 0x620;      /* PAE, OSFXSR, OSXMMEXCPT */
+    s->efer = 0x500;     /* LME, LMA */
+}
+
+static void set_supported_cpuid(int kvm, int vcpu)
+{
+    size_t n = 256;
+    struct kvm_cpuid2 *c = calloc(1, sizeof *c + n * sizeof(struct kvm_cpuid_entry2));
+    if (!c)
+        die("calloc cpuid");
+    c->nent = (uint32_t)n;
+    if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) < 0)
+        die("KVM_GET_SUPPORTED_CPUID");
+    if (ioctl(vcpu, KVM_SET_CPUID2, c) < 0)
+        die("KVM_SET_CPUID2");
+    free(c);
+}
+
 static void write_all(FILE *f, const void *p, size_t n)
 {
     if (n && fwrite(p, 1, n, f) != n)
@@ -109,13 +164,15 @@ static void write_all(FILE *f, const void *p, size_t n)
 
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--regs] [--dump PATH] GUEST.bin N_EVENTS\n", argv0);
+    fprintf(stderr, "usage: %s [--regs] [--long] [--blockirq] [--stop-at ADDR] [--dump PATH] GUEST.bin N_EVENTS\n",
+            argv0);
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    int want_regs = 0;
+    int want_regs = 0, long_mode = 0, blockirq = 0, have_stop = 0;
+    uint64_t stop_at = 0;
     const char *dump_path = NULL;
     const char *guest_path = NULL;
     const char *events_arg = NULL;
@@ -123,6 +180,15 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--regs")) {
             want_regs = 1;
+        } else if (!strcmp(argv[i], "--long")) {
+            long_mode = 1;
+        } else if (!strcmp(argv[i], "--blockirq")) {
+            blockirq = 1;
+        } else if (!strcmp(argv[i], "--stop-at")) {
+            if (++i >= argc)
+                usage(argv[0]);
+            stop_at = strtoull(argv[i], NULL, 0);
+            have_stop = 1;
         } else if (!strcmp(argv[i], "--dump")) {
             if (++i >= argc)
                 usage(argv[0]);
@@ -225,6 +291,7 @@ int main(int argc, char **argv)
     if (run == MAP_FAILED)
         die("mmap kvm_run");
 
+    set_supported_cpuid(kvm, vcpu);
     /* Real mode: keep the reset sregs (CR0 = 0x60000010, PE=0) but put every
      * segment at base 0 / selector 0 so linear == physical == offset. */
     struct kvm_sregs sregs;
@@ -236,6 +303,8 @@ int main(int argc, char **argv)
     setseg(&sregs.fs);
     setseg(&sregs.gs);
     setseg(&sregs.ss);
+    if (long_mode)
+        setup_long_mode(mem, &sregs);
     if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0)
         die("KVM_SET_SREGS");
 
@@ -249,7 +318,7 @@ int main(int argc, char **argv)
 
     struct kvm_guest_debug dbg;
     memset(&dbg, 0, sizeof dbg);
-    dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+    dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | (blockirq ? KVM_GUESTDBG_BLOCKIRQ : 0);
     if (ioctl(vcpu, KVM_SET_GUEST_DEBUG, &dbg) < 0)
         die("KVM_SET_GUEST_DEBUG");
 
@@ -298,6 +367,10 @@ int main(int argc, char **argv)
                 rax[n] = run->s.regs.regs.rax;
             }
             n++;
+            if (have_stop && run->debug.arch.pc == stop_at) {
+                stop = "stop_at";
+                goto done;
+            }
             break;
         case KVM_EXIT_HLT:
             stop = "hlt";

@@ -29,10 +29,19 @@ class Measurement:
     cpu_seconds: float | None = None
     """CPU time (user + system) spent on the run: unlike wall time, not inflated when
     other processes share the CPUs."""
+    user_seconds: float | None = None
+    """User-space CPU time of the loop's own thread (getrusage RUSAGE_THREAD): the cost
+    the contender adds per exit on top of the kernel's."""
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def user_ns_per_exit(self) -> float | None:
+        if self.user_seconds is None or not self.events:
+            return None
+        return self.user_seconds / self.events * 1e9
 
     @property
     def cpu_events_per_s(self) -> float | None:

@@ -19,6 +19,7 @@ from kvmtrace._bench.dense import REGS, TARGET_RATIO, c_step_loop, kvmtrace_step
 from kvmtrace._bench.machine_info import describe_machine, kvm_missing, machine_info
 from kvmtrace._bench.measure import BenchCheckError, Measurement, cost_per_hit, interleave, summarize
 from kvmtrace._bench.memory import RSS_LIMIT_BYTES, measure_rss, parquet_missing
+from kvmtrace._bench.modes import c_countdown, check_same_pcs, kvmtrace_countdown
 from kvmtrace._bench.sparse import kvmtrace_hot, unicorn_hot, unicorn_missing
 
 
@@ -26,6 +27,8 @@ from kvmtrace._bench.sparse import kvmtrace_hot, unicorn_hot, unicorn_missing
 class Sizes:
     dense: int
     rounds: int
+    modes: int
+    mode_rounds: int
     hot_calls: int
     memory: int
     stream: tuple[int, int]
@@ -33,9 +36,9 @@ class Sizes:
     analysis: int
 
 
-QUICK = Sizes(dense=20_000, rounds=2, hot_calls=2_000, memory=100_000, stream=(50_000, 200_000), sink_rows=20_000,
+QUICK = Sizes(dense=20_000, rounds=2, modes=20_001, mode_rounds=2, hot_calls=2_000, memory=100_000, stream=(50_000, 200_000), sink_rows=20_000,
               analysis=500_000)
-FULL = Sizes(dense=200_000, rounds=3, hot_calls=20_000, memory=1_000_000, stream=(1_200_000, 2_500_000),
+FULL = Sizes(dense=200_000, rounds=3, modes=300_001, mode_rounds=10, hot_calls=20_000, memory=1_000_000, stream=(1_200_000, 2_500_000),
              sink_rows=None, analysis=5_000_000)
 
 
@@ -119,6 +122,8 @@ def _dense(report: Report, sizes: Sizes, binary: Path | None, c_note: str, tmp: 
             ("  + streaming Parquet sink", "kvmtrace parquet", "zstd, written while running; CPU incl. the writer"),
             ("single-step: pure-Python ioctl loop", "pure Python", "fcntl.ioctl + ctypes"),
         ]
+        if "C" in runs:
+            rows[1] = (rows[1][0], rows[1][1], rows[1][2] + "; " + _user_note(runs["kvmtrace"], runs["C"]))
         for label, key, note in rows:
             if key not in s:
                 continue
@@ -130,6 +135,48 @@ def _dense(report: Report, sizes: Sizes, binary: Path | None, c_note: str, tmp: 
             report.skipped("  + streaming Parquet sink", pq_why)
     if binary is None:
         report.skipped("single-step: C KVM_RUN loop", c_note)
+
+
+def _user_note(mine: list[Measurement], refs: list[Measurement]) -> str:
+    """User CPU per exit of both loops (medians) and the median per-round difference."""
+    mu = [m.user_ns_per_exit for m in mine]
+    ru = [r.user_ns_per_exit for r in refs]
+    if not mu or not ru or any(u is None for u in mu + ru):
+        return ""
+    diff = statistics.median(a - b for a, b in zip(mu, ru))  # type: ignore[operator]
+    return (f"user CPU {statistics.median(mu):.0f} ns/exit vs C {statistics.median(ru):.0f} "  # type: ignore[type-var]
+            f"({diff:+.0f})")
+
+
+def _modes(report: Report, sizes: Sizes, binary: Path | None) -> None:
+    """The countdown guest with BLOCKIRQ in real and long mode, with and without stop_at,
+    against the C loop on the same bytes in paired rounds."""
+    if binary is None:
+        return
+    n = sizes.modes
+    for mode in ("real", "long"):
+        for stop_at in (False, True):
+            label = f"single-step {mode} mode, BLOCKIRQ{', stop_at' if stop_at else ''}"
+
+            def run(mode: str = mode, stop_at: bool = stop_at) -> dict[str, list[Measurement]]:
+                runs = interleave({
+                    "C": lambda: c_countdown(binary, mode, n, stop_at=stop_at),
+                    "kvmtrace": lambda: kvmtrace_countdown(mode, n, stop_at=stop_at),
+                }, sizes.mode_rounds)
+                for a, b in zip(runs["kvmtrace"], runs["C"]):
+                    check_same_pcs(a, b)
+                return runs
+
+            runs = report.attempt(label, run)
+            if not runs:
+                continue
+            s = summarize(runs, "C")["kvmtrace"]
+            k = runs["kvmtrace"]
+            note = "; ".join(x for x in (_user_note(k, runs["C"]),
+                                         f"{k[0].extra['bytes_per_event']:.0f} B/event",
+                                         f"{sizes.mode_rounds} paired rounds") if x)
+            report.row(label, _fmt_int(s["events"]), _fmt_int(s["events_per_s"]), _fmt_ratio(s.get("ratio"), True),
+                       note)
 
 
 def _registers(report: Report, sizes: Sizes, binary: Path | None) -> None:
@@ -172,9 +219,11 @@ def _sparse(report: Report, sizes: Sizes) -> None:
     nd = statistics.median(m.seconds for m in runs["nodebug"])
     report.row("sparse: hot guest, kvmtrace, no debugging", note=f"{calls:,} calls in {nd * 1e3:.1f} ms")
     bp = runs["bp"]
+    rf = "RF resume: 1 KVM_RUN" if bp[0].extra["rf_resume"] else "no RF resume on this host: disarm, step, re-arm"
     report.row("sparse: kvmtrace hw exec breakpoint (hits)", _fmt_int(calls),
                _fmt_int(statistics.median(m.events_per_s for m in bp)),
-               note=f"cost per hit {cost_per_hit(bp, runs['nodebug']) * 1e6:.1f} us")
+               note=f"cost per hit {cost_per_hit(bp, runs['nodebug']) * 1e6:.1f} us; "
+                    f"{bp[0].extra['ioctls_per_hit']:.0f} ioctls per hit ({rf})")
     if "uc" in runs:
         u = statistics.median(m.seconds for m in runs["uc"])
         uh = runs["uc_hook"]
@@ -270,6 +319,7 @@ def main(console: Any = None, *, quick: bool = False) -> int:
         except cbaseline.CBaselineError as e:
             c_note = str(e).splitlines()[0]
         _dense(report, sizes, binary, c_note, tmp)
+        _modes(report, sizes, binary)
         _registers(report, sizes, binary)
         _sparse(report, sizes)
         _memory(report, sizes)

@@ -38,7 +38,10 @@ def kvmtrace_hot(calls: int, *, breakpoint: bool) -> Measurement:
             raise BenchCheckError(f"{name}: a hit is not a #DB with B0 at {HOT_ADDR:#x}")
     elif hits:
         raise BenchCheckError(f"{name}: {hits} events recorded without any debug feature")
-    return Measurement(name, hits, t.elapsed_s, {"calls": calls, "exits": t.exits})
+    # The KVM_RUN that ends at the exit port is not part of any hit.
+    per_hit = (t.ioctls - 1) / calls if breakpoint and calls else None
+    return Measurement(name, hits, t.elapsed_s, {"calls": calls, "exits": t.exits, "ioctls": t.ioctls,
+                                                 "ioctls_per_hit": per_hit, "rf_resume": m.host["rf_resume"]})
 
 
 def unicorn_missing() -> str | None:
