@@ -6,6 +6,8 @@ pub const B0: u64 = B[0];
 pub const B1: u64 = B[1];
 pub const B2: u64 = B[2];
 pub const B3: u64 = B[3];
+/// Any of B0-B3: the event reports a breakpoint match.
+pub const B_ANY: u64 = 0xf;
 /// Debug-register access detected (general detect).
 pub const BD: u64 = 1 << 13;
 /// Single step.

@@ -4,6 +4,7 @@
 //! the row's position and part (`derived.rs`) and DR7 is stored as runs (`runs.rs`).
 
 pub mod derived;
+pub mod ring;
 pub mod runs;
 #[cfg(test)]
 mod tests;
@@ -14,7 +15,23 @@ use crate::clock::TraceClock;
 use crate::exits::DebugEvent;
 use crate::kvm::regs::Gp;
 pub use derived::{Seq, Vcpus};
+pub use ring::Ring;
 pub use runs::Runs;
+
+/// The window a row belongs to when none is open (and in traces without windows).
+pub const NO_WINDOW: i32 = -1;
+
+/// Where a vCPU loop writes its rows: growing columns (everything, or chunks handed
+/// to a sink), or a [`Ring`] of the last N (the flight recorder).
+pub trait Record {
+    /// Record one event; `window` is its window index (`NO_WINDOW` outside).
+    fn record(&mut self, ticks: u64, ev: &DebugEvent, regs: Option<&kvm_regs>, window: i32);
+    fn rows(&self) -> usize;
+    /// Move the rows out as a chunk (streaming), keeping room for `reserve` more.
+    fn take_chunk(&mut self, reserve: usize) -> Columns;
+    /// The rows in order, and how many earlier events were not kept.
+    fn finish(self) -> (Columns, u64);
+}
 
 /// One column of a trace: its name and its numpy dtype.
 pub struct ColumnSpec {
@@ -55,6 +72,13 @@ pub const SCHEMA: [ColumnSpec; 7] = [
     },
 ];
 
+/// Columns a trace has only when its run used the feature, after the fixed ones:
+/// `window` (a trace with windows; `NO_WINDOW` outside them).
+pub const OPTIONAL_SCHEMA: [ColumnSpec; 1] = [ColumnSpec {
+    name: "window",
+    dtype: "int32",
+}];
+
 /// Bytes stored per event of a one-vCPU trace without registers: time_ns, exception,
 /// pc and dr6 (seq, vcpu and a fixed DR7 take no per-row storage).
 pub const FIXED_BYTES_PER_EVENT: usize = 8 + 1 + 8 + 8;
@@ -72,15 +96,45 @@ pub struct Columns {
     /// Registers captured per event (from `kvm_run->s.regs`), one column each.
     pub reg_names: Vec<Gp>,
     pub regs: Vec<Vec<u64>>,
+    /// The window of each row, as runs, when the trace has windows.
+    pub window: Option<Runs<i32>>,
+}
+
+impl Record for Columns {
+    #[inline(always)]
+    fn record(&mut self, ticks: u64, ev: &DebugEvent, regs: Option<&kvm_regs>, window: i32) {
+        self.push(ticks, ev, regs);
+        if let Some(w) = &mut self.window {
+            w.push(window);
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn take_chunk(&mut self, reserve: usize) -> Columns {
+        self.take(reserve)
+    }
+
+    fn finish(self) -> (Columns, u64) {
+        (self, 0)
+    }
 }
 
 impl Columns {
     /// An empty part for one vCPU's rows, with room for `n` rows.
     pub fn for_vcpu(vcpu: u16, reg_names: Vec<Gp>, n: usize) -> Self {
+        Self::for_vcpu_with(vcpu, reg_names, n, false)
+    }
+
+    /// As `for_vcpu`, with a window column when `windowed`.
+    pub fn for_vcpu_with(vcpu: u16, reg_names: Vec<Gp>, n: usize, windowed: bool) -> Self {
         let mut c = Columns {
             vcpu: Vcpus::One(vcpu),
             regs: vec![Vec::new(); reg_names.len()],
             reg_names,
+            window: windowed.then(Runs::default),
             ..Default::default()
         };
         c.reserve(n);
@@ -144,6 +198,7 @@ impl Columns {
             vcpu: self.vcpu.clone(),
             regs: vec![Vec::new(); self.reg_names.len()],
             reg_names: self.reg_names.clone(),
+            window: self.window.as_ref().map(|_| Runs::default()),
             ..Default::default()
         };
         fresh.reserve(reserve);
@@ -163,13 +218,26 @@ impl Columns {
         self.vcpu.to_vec(self.len())
     }
 
+    /// Every row's window (`NO_WINDOW` for all rows of a trace without windows).
+    pub fn window_vec(&self) -> Vec<i32> {
+        match &self.window {
+            Some(w) => w.to_vec(),
+            None => vec![NO_WINDOW; self.len()],
+        }
+    }
+
     /// Copy the rows of every part (same register columns) into one set, in order.
     pub fn concat(parts: &[&Columns], reg_names: Vec<Gp>) -> Columns {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let (mut seq, mut vcpu) = (Vec::with_capacity(total), Vec::with_capacity(total));
         let mut out = Columns::for_vcpu(0, reg_names, total);
         let mut dr7 = Vec::with_capacity(total);
+        let windowed = parts.iter().any(|p| p.window.is_some());
+        let mut window = Vec::with_capacity(if windowed { total } else { 0 });
         for p in parts {
+            if windowed {
+                window.extend(p.window_vec());
+            }
             seq.extend(p.seq_vec());
             vcpu.extend(p.vcpu_vec());
             out.time_ns.extend_from_slice(&p.time_ns);
@@ -184,6 +252,7 @@ impl Columns {
         out.seq = Seq::from_slice(&seq);
         out.vcpu = Vcpus::from_slice(&vcpu);
         out.dr7 = Runs::from_slice(&dr7);
+        out.window = windowed.then(|| Runs::from_slice(&window));
         out
     }
 
@@ -201,6 +270,9 @@ impl Columns {
         let mut out = Columns::for_vcpu(0, parts[0].reg_names.clone(), total);
         let (mut vcpu, mut dr7) = (Vec::with_capacity(total), Vec::with_capacity(total));
         let dr7s: Vec<Vec<u64>> = parts.iter().map(|p| p.dr7.to_vec()).collect();
+        let windowed = parts.iter().any(|p| p.window.is_some());
+        let windows: Vec<Vec<i32>> = parts.iter().map(Columns::window_vec).collect();
+        let mut window = Vec::new();
         let derived_seq = if renumber {
             Some(Seq::Position(0))
         } else {
@@ -231,6 +303,9 @@ impl Columns {
             out.pc.push(p.pc[i]);
             out.dr6.push(p.dr6[i]);
             dr7.push(dr7s[k][i]);
+            if windowed {
+                window.push(windows[k][i]);
+            }
             if let Some(s) = seqs.get(k) {
                 seq.push(s[i]);
             }
@@ -242,6 +317,7 @@ impl Columns {
         out.seq = derived_seq.unwrap_or(Seq::Stored(seq));
         out.vcpu = Vcpus::PerRow(vcpu);
         out.dr7 = Runs::from_slice(&dr7);
+        out.window = windowed.then(|| Runs::from_slice(&window));
         out
     }
 
@@ -265,13 +341,14 @@ impl Columns {
             + self.dr7.heap_bytes()
             + self.seq.heap_bytes()
             + self.vcpu.heap_bytes()
+            + self.window.as_ref().map_or(0, Runs::heap_bytes)
             + self.regs.iter().map(|r| r.capacity() * 8).sum::<usize>()
     }
 }
 
 /// Reserve room for `n` more elements and make the new pages present at once
 /// (`MADV_POPULATE_WRITE`: one call instead of a fault per page in the hot loop).
-fn reserve_populated<T>(v: &mut Vec<T>, n: usize) {
+pub(crate) fn reserve_populated<T>(v: &mut Vec<T>, n: usize) {
     v.reserve(n);
     let size = std::mem::size_of::<T>();
     let spare = v.spare_capacity_mut();

@@ -9,12 +9,15 @@
 //! (see `kick.rs`).
 
 pub mod config;
+pub mod hits;
 pub mod hooks;
+mod port_io;
 pub mod step_over;
 pub mod stop;
 #[cfg(test)]
 mod tests;
 pub mod vcpu_loop;
+pub mod window;
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -25,16 +28,18 @@ use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
 use crate::kick::ThreadUsage;
 use crate::kvm::vm::Vm;
-use crate::recorder::Columns;
+use crate::recorder::{Columns, Ring};
 
 pub use config::{Progress, TraceConfig};
 pub use hooks::{Handled, Hooks};
+pub use port_io::{CONSOLE_PORT, EXIT_PORT};
 pub use stop::{Stop, StopReason};
-pub use vcpu_loop::{CONSOLE_PORT, EXIT_PORT};
 
+use hits::Hits;
 use step_over::Int3Patches;
 use stop::Control;
 use vcpu_loop::{Env, Outbox, VcpuLoop, VcpuResult};
+use window::{DebugSet, WindowPlan};
 
 /// How often the coordinator polls for signals and the timeout.
 const POLL: Duration = Duration::from_millis(20);
@@ -52,6 +57,10 @@ pub struct TraceResult {
     pub usage: ThreadUsage,
     /// KVM ioctls the vCPU loops issued.
     pub ioctls: u64,
+    /// Events recorded but not kept (a ring's overwritten rows), over all vCPUs.
+    pub dropped: u64,
+    /// Hits per breakpoint and windows opened, over all vCPUs.
+    pub hits: Hits,
 }
 
 /// Trace every vCPU of `vm` under `debug` until each stops.
@@ -61,10 +70,20 @@ pub fn trace(
     cfg: &TraceConfig,
     hooks: &dyn Hooks,
 ) -> Result<TraceResult> {
-    let faults = step_over::Faults::new(debug);
-    // Only worth a probe (and sync regs) when an instruction breakpoint can be hit.
-    let rf_resume = faults.has_exec() && crate::kvm::probe::rf_resume();
-    let patches = arm(vm, debug, cfg, rf_resume)?;
+    cfg.validate()?;
+    let plain = DebugSet::new(debug.clone());
+    let plan = match &cfg.window {
+        Some(spec) => Some(WindowPlan::new(spec.clone(), debug)?),
+        None => None,
+    };
+    // Only worth a probe (and sync regs) when a user instruction breakpoint can be
+    // hit (a window's trigger is disarmed, not stepped over).
+    let rf_resume = plain.faults.has_exec() && crate::kvm::probe::rf_resume();
+    let first = plan.as_ref().map_or(&plain, |p| &p.outside);
+    if let Some(p) = &plan {
+        vm.check_debug(&p.inside.debug)?;
+    }
+    let patches = arm(vm, &first.debug, cfg, rf_resume)?;
     let ctl = Control::new(vm.vcpus.len());
     let start_ns = now_ns();
     let clock = TraceClock::start();
@@ -78,13 +97,13 @@ pub fn trace(
         let env = Env {
             mem,
             devices,
-            debug,
+            plain: &plain,
+            window: plan.as_ref(),
             cfg,
             ctl: &ctl,
             hooks,
             patches: &patches,
             clock,
-            faults,
             rf_resume,
         };
         run_threads(vcpus, &env)
@@ -93,6 +112,7 @@ pub fn trace(
     disarm(vm, &patches);
     let mut r = assemble(results, &ctl, cfg, unflushed, &clock);
     (r.start_ns, r.end_ns) = (start_ns, end_ns);
+    r.hits.trigger = plan.as_ref().map(|p| (p.slot, p.spec.start));
     Ok(r)
 }
 
@@ -143,6 +163,7 @@ type Joined = Vec<std::thread::Result<VcpuResult>>;
 fn run_threads(vcpus: &mut [crate::kvm::vcpu::Vcpu], env: &Env<'_>) -> (Joined, Vec<Arc<Columns>>) {
     let (tx, rx) = sync_channel::<Columns>(0);
     let mut coord = Coordinator::new(env);
+    let cfg = env.cfg;
     let results = std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(vcpus.len());
         for v in vcpus.iter_mut() {
@@ -153,7 +174,23 @@ fn run_threads(vcpus: &mut [crate::kvm::vcpu::Vcpu], env: &Env<'_>) -> (Joined, 
                     if !env.hooks.has_vcpu_callbacks() {
                         own_file_table();
                     }
-                    VcpuLoop::new(env, v, ChannelOutbox(&tx)).run()
+                    let (index, regs) = (v.index as u16, cfg.regs.clone());
+                    let windowed = env.window.is_some();
+                    let out = ChannelOutbox(&tx);
+                    match cfg.ring {
+                        Some(n) => {
+                            VcpuLoop::new(env, v, out, Ring::new(index, regs, n, windowed)).run()
+                        }
+                        None => {
+                            let cols = Columns::for_vcpu_with(
+                                index,
+                                regs,
+                                cfg.initial_capacity(),
+                                windowed,
+                            );
+                            VcpuLoop::new(env, v, out, cols).run()
+                        }
+                    }
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -260,7 +297,8 @@ fn assemble(
     let mut parts = Vec::with_capacity(n);
     let mut per_vcpu = Vec::with_capacity(n);
     let (mut console, mut events, mut exits) = (Vec::new(), 0, 0);
-    let (mut usage, mut ioctls) = (ThreadUsage::default(), 0);
+    let (mut usage, mut ioctls, mut dropped) = (ThreadUsage::default(), 0, 0);
+    let mut hits: Option<Hits> = None;
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(mut r) => {
@@ -272,6 +310,11 @@ fn assemble(
                 exits += r.exits;
                 usage = usage.plus(r.usage);
                 ioctls += r.ioctls;
+                dropped += r.dropped;
+                match &mut hits {
+                    Some(h) => h.add(&r.hits),
+                    None => hits = Some(r.hits),
+                }
             }
             Err(_) => {
                 let r = StopReason::error(Error::Thread(
@@ -313,5 +356,7 @@ fn assemble(
         end_ns: 0,
         usage,
         ioctls,
+        dropped,
+        hits: hits.unwrap_or_default(),
     }
 }

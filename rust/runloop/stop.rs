@@ -41,6 +41,10 @@ pub enum StopReason {
     Error(Arc<Error>),
 }
 
+/// The stops that are guest or host faults (a crash to investigate): what
+/// `raise_on_fault` raises for, and when a ring is written to `ring_sink`.
+pub const FAULT_NAMES: [&str; 3] = ["shutdown", "internal_error", "fail_entry"];
+
 /// Every stop-reason name, in documentation order: the one list the Python
 /// `StopReason` enum is made from. `unknown` is for stored traces without run facts.
 pub const NAMES: [&str; 18] = [
@@ -94,6 +98,11 @@ impl StopReason {
                 _ => "kvm_error",
             },
         }
+    }
+
+    /// A guest or host fault (one of `FAULT_NAMES`).
+    pub fn is_fault(&self) -> bool {
+        FAULT_NAMES.contains(&self.name())
     }
 
     /// Ends the whole VM, not only the vCPU that saw it.

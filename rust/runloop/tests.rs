@@ -1,5 +1,5 @@
+use super::port_io::le_value;
 use super::step_over::*;
-use super::vcpu_loop::le_value;
 use crate::arch::dr7::BpKind;
 use crate::debug::{GuestDebug, HwBreakpoint};
 use crate::exits::DebugEvent;
@@ -188,8 +188,8 @@ mod coordinator {
     fn refused_chunks_are_kept_whole_and_not_copied() {
         let mem = GuestMemory::new(0x2000).unwrap();
         let patches = Int3Patches::apply(&mem, &[]).unwrap();
-        let (debug, cfg, ctl, hooks) = (
-            GuestDebug::default(),
+        let (plain, cfg, ctl, hooks) = (
+            crate::runloop::window::DebugSet::new(GuestDebug::default()),
             TraceConfig::default(),
             Control::new(1),
             RefusingSink::default(),
@@ -198,13 +198,13 @@ mod coordinator {
         let env = Env {
             mem: &mem,
             devices: &devices,
-            debug: &debug,
+            plain: &plain,
+            window: None,
             cfg: &cfg,
             ctl: &ctl,
             hooks: &hooks,
             patches: &patches,
             clock: crate::clock::TraceClock::start(),
-            faults: Faults::default(),
             rf_resume: false,
         };
         let mut coord = Coordinator::new(&env);
