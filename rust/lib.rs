@@ -35,6 +35,8 @@ mod _core {
     use crate::py::progress::PyProgress;
     #[pymodule_export]
     use crate::py::trace::PyTrace;
+    #[pymodule_export]
+    use crate::py::window::PyWindow;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

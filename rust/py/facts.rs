@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::kvm::layout::Mode;
 use crate::kvm::regs;
 use crate::py::args::{small_arg, str_arg};
-use crate::recorder::SCHEMA;
+use crate::recorder::{OPTIONAL_SCHEMA, SCHEMA};
 use crate::runloop::stop;
 
 /// DR6, the debug status register: bit masks and the clean value.
@@ -180,7 +180,13 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "COLUMNS",
         PyTuple::new(py, SCHEMA.iter().map(|c| (c.name, c.dtype)))?,
     )?;
+    m.add(
+        "OPTIONAL_COLUMNS",
+        PyTuple::new(py, OPTIONAL_SCHEMA.iter().map(|c| (c.name, c.dtype)))?,
+    )?;
+    m.add("NO_WINDOW", crate::recorder::NO_WINDOW)?;
     m.add("STOP_REASONS", PyTuple::new(py, stop::NAMES)?)?;
+    m.add("FAULT_STOP_REASONS", PyTuple::new(py, stop::FAULT_NAMES)?)?;
     m.add("StopReason", stop_reason_enum(py)?)?;
     let modes = PyDict::new(py);
     for mode in Mode::ALL {

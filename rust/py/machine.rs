@@ -16,25 +16,24 @@ use crate::kvm::vm::{Vm, VmConfig};
 use crate::py::args::{bool_arg, bytes_arg, opt_u64_arg, small_arg, str_arg, u64_arg};
 use crate::py::debug::PyGuestDebug;
 use crate::py::detach::{detached, Signals};
-use crate::py::error::{attach_run, stop_error};
 use crate::py::exit::PyExit;
 use crate::py::hooks::PyHooks;
 use crate::py::progress::PyProgress;
+use crate::py::run;
 use crate::py::trace::PyTrace;
-use crate::py::trace_args::TraceArgs;
-use crate::runloop::{self, Stop, StopReason};
+use crate::py::trace_args::{TraceArgs, TraceArgsIn};
 
 /// Code regions copied into a Trace for later decoding, at most this many bytes.
 const MAX_CODE_SNAPSHOT: usize = 1 << 20;
 
-struct Inner {
-    vm: Vm,
+pub(crate) struct Inner {
+    pub(crate) vm: Vm,
     /// Regions loaded as code, copied into every trace.
     regions: Vec<(u64, usize)>,
 }
 
 impl Inner {
-    fn code_snapshot(&self) -> Vec<(u64, Vec<u8>)> {
+    pub(crate) fn code_snapshot(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
         let mut budget = MAX_CODE_SNAPSHOT;
         for &(a, n) in &self.regions {
@@ -52,7 +51,7 @@ impl Inner {
 }
 
 /// Every named register of `vcpu` (those it can read).
-fn register_dict<'py>(py: Python<'py>, vcpu: &Vcpu) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn register_dict<'py>(py: Python<'py>, vcpu: &Vcpu) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for n in regs::ALL_NAMES {
         if let Ok(v) = vcpu.get(n) {
@@ -60,21 +59,6 @@ fn register_dict<'py>(py: Python<'py>, vcpu: &Vcpu) -> PyResult<Bound<'py, PyDic
         }
     }
     Ok(d)
-}
-
-/// For a guest fault: the vCPU that faulted and its registers.
-fn fault_state<'py>(
-    py: Python<'py>,
-    vm: &Vm,
-    stop: &Stop,
-) -> PyResult<Option<(usize, Bound<'py, PyDict>)>> {
-    match stop.reason {
-        StopReason::Shutdown | StopReason::InternalError { .. } | StopReason::FailEntry { .. } => {
-            let i = stop.vcpu.unwrap_or(0);
-            Ok(Some((i, register_dict(py, &vm.vcpus[i])?)))
-        }
-        _ => Ok(None),
-    }
 }
 
 fn guest_debug_arg(debug: &Bound<'_, PyAny>) -> PyResult<GuestDebug> {
@@ -90,14 +74,14 @@ fn guest_debug_arg(debug: &Bound<'_, PyAny>) -> PyResult<GuestDebug> {
 #[pyclass(frozen, subclass, name = "Machine", module = "kvmtrace._core")]
 pub struct PyMachine {
     inner: Mutex<Option<Inner>>,
-    mode: Mode,
+    pub(crate) mode: Mode,
     memory_size: u64,
-    vcpus: usize,
+    pub(crate) vcpus: usize,
     irqchip: bool,
 }
 
 impl PyMachine {
-    fn lock(&self) -> PyResult<MutexGuard<'_, Option<Inner>>> {
+    pub(crate) fn lock(&self) -> PyResult<MutexGuard<'_, Option<Inner>>> {
         match self.inner.try_lock() {
             Ok(g) => Ok(g),
             Err(TryLockError::WouldBlock) => Err(Error::Busy.into()),
@@ -421,7 +405,7 @@ impl PyMachine {
     /// Run the KVM_RUN loop natively (GIL released) and record every debug exit.
     #[pyo3(signature = (debug, max_events = None, stop_at = None, timeout = None, registers = None,
                         io_handler = None, mmio_handler = None, sink = None, sink_rows = None,
-                        raise_on_fault = None, progress = None))]
+                        raise_on_fault = None, progress = None, window = None, ring = None))]
     #[allow(clippy::too_many_arguments)]
     fn trace(
         &self,
@@ -437,17 +421,21 @@ impl PyMachine {
         sink_rows: Option<&Bound<'_, PyAny>>,
         raise_on_fault: Option<&Bound<'_, PyAny>>,
         progress: Option<PyRef<'_, PyProgress>>,
+        window: Option<&Bound<'_, PyAny>>,
+        ring: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyTrace> {
         let debug = guest_debug_arg(debug)?;
-        let mut args = TraceArgs::parse(
+        let mut args = TraceArgs::parse(TraceArgsIn {
             max_events,
             stop_at,
             timeout,
             registers,
-            sink.is_some(),
+            has_sink: sink.is_some(),
             sink_rows,
             raise_on_fault,
-        )?;
+            window,
+            ring,
+        })?;
         if let Some(p) = &progress {
             p.inner.reset();
             args.cfg.progress = Some(p.inner.clone());
@@ -460,34 +448,7 @@ impl PyMachine {
             vcpus: self.vcpus,
             signals: Signals,
         };
-        let mut guard = self.lock()?;
-        let inner = guard.as_mut().ok_or(Error::Closed)?;
-        let result = {
-            let vm = &mut inner.vm;
-            detached(py, |_| runloop::trace(vm, &debug, &args.cfg, &hooks))?
-        };
-        let code_regions = inner.code_snapshot();
-        let fault = fault_state(py, &inner.vm, &result.stop)?;
-        let site = crate::py::boot::fault_site(&inner.vm, &result.stop);
-        drop(guard);
-
-        let err = stop_error(py, &result.stop.reason, args.raise_on_fault, site.as_ref());
-        let name = result.stop.reason.name();
-        let trace = PyTrace::finished(
-            py,
-            result,
-            debug,
-            self.mode.name(),
-            self.vcpus,
-            code_regions,
-        )?;
-        match err {
-            None => Ok(trace),
-            Some(e) => {
-                attach_run(py, &e, Bound::new(py, trace)?.into_any(), name, fault);
-                Err(e)
-            }
-        }
+        run::trace(py, self, debug, &args, &hooks)
     }
 
     fn __repr__(&self) -> String {

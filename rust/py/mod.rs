@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod boot;
+pub mod columns;
 pub mod debug;
 pub mod detach;
 pub mod error;
@@ -12,5 +13,7 @@ pub mod facts;
 pub mod hooks;
 pub mod machine;
 pub mod progress;
+pub mod run;
 pub mod trace;
 pub mod trace_args;
+pub mod window;

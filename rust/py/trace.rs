@@ -3,19 +3,20 @@
 //! they are created: the array's base object is the Trace, which is frozen, so the
 //! memory never moves or changes.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use numpy::npyffi::{self, npy_intp, NPY_ARRAY_CARRAY_RO, PY_ARRAY_API};
-use numpy::{Element, PyArray1, PyArrayDescrMethods, PyReadonlyArray1};
+use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::debug::GuestDebug;
-use crate::error::Error;
 use crate::kick::ThreadUsage;
-use crate::kvm::regs::Gp;
+use crate::py::columns::{columns_from_numpy, view, Materialized};
 use crate::py::debug::PyGuestDebug;
-use crate::recorder::{Columns, Runs, Seq, Vcpus};
+use crate::py::window::PyWindow;
+use crate::recorder::Columns;
+use crate::runloop::hits::Hits;
+use crate::runloop::window::WindowSpec;
 use crate::runloop::{StopReason, TraceResult};
 
 pub struct TraceMeta {
@@ -36,23 +37,12 @@ pub struct TraceMeta {
     pub usage: ThreadUsage,
     /// KVM ioctls the vCPU loops issued.
     pub ioctls: u64,
-}
-
-/// Full columns made from what the trace stores once (seq, vcpu) or as runs (dr7),
-/// on first access; they never change afterwards, so numpy views can borrow them.
-#[derive(Default)]
-pub struct Materialized {
-    seq: OnceLock<Vec<u64>>,
-    vcpu: OnceLock<Vec<u16>>,
-    dr7: OnceLock<Vec<u64>>,
-}
-
-impl Materialized {
-    fn heap_bytes(&self) -> usize {
-        self.seq.get().map_or(0, |v| v.capacity() * 8)
-            + self.vcpu.get().map_or(0, |v| v.capacity() * 2)
-            + self.dr7.get().map_or(0, |v| v.capacity() * 8)
-    }
+    /// Events recorded before the ring's first row (overwritten), over all vCPUs.
+    pub dropped: u64,
+    /// Hits per breakpoint, as `Trace.hits` returns them.
+    pub hits: Py<PyList>,
+    pub windows: u64,
+    pub window: Option<WindowSpec>,
 }
 
 #[pyclass(frozen, name = "Trace", module = "kvmtrace._core")]
@@ -84,6 +74,10 @@ impl PyTrace {
                 code_regions: Vec::new(),
                 usage: ThreadUsage::default(),
                 ioctls: 0,
+                dropped: 0,
+                hits: PyList::empty(py).unbind(),
+                windows: 0,
+                window: None,
             },
         }
     }
@@ -93,6 +87,7 @@ impl PyTrace {
         py: Python<'_>,
         r: TraceResult,
         debug: GuestDebug,
+        window: Option<WindowSpec>,
         mode: &str,
         vcpus: usize,
         code_regions: Vec<(u64, Vec<u8>)>,
@@ -114,10 +109,47 @@ impl PyTrace {
                 code_regions,
                 usage: r.usage,
                 ioctls: r.ioctls,
+                dropped: r.dropped,
+                hits: hits_list(py, &r.hits)?.unbind(),
+                windows: r.hits.windows,
+                window,
             },
             cols: Arc::new(r.cols),
         })
     }
+}
+
+/// `Trace.hits`: one dict per breakpoint, with its count over the whole run.
+fn hits_list<'py>(py: Python<'py>, h: &Hits) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for (s, n) in &h.hw {
+        let d = PyDict::new(py);
+        d.set_item("kind", s.kind.name())?;
+        d.set_item("slot", s.slot)?;
+        d.set_item("addr", s.addr)?;
+        d.set_item("len", s.len)?;
+        d.set_item("count", n)?;
+        out.append(d)?;
+    }
+    for (addr, n) in &h.sw {
+        let d = PyDict::new(py);
+        d.set_item("kind", "sw")?;
+        d.set_item("slot", py.None())?;
+        d.set_item("addr", addr)?;
+        d.set_item("len", 1)?;
+        d.set_item("count", n)?;
+        out.append(d)?;
+    }
+    if let Some((slot, addr)) = h.trigger {
+        let d = PyDict::new(py);
+        d.set_item("kind", "window")?;
+        d.set_item("slot", slot)?;
+        d.set_item("addr", addr)?;
+        d.set_item("len", 1)?;
+        d.set_item("count", h.windows)?;
+        out.append(d)?;
+    }
+    Ok(out)
 }
 
 /// The detail dict of a stop reason.
@@ -157,87 +189,6 @@ pub fn stop_detail(py: Python<'_>, r: &StopReason) -> PyResult<Py<PyDict>> {
     Ok(d.unbind())
 }
 
-/// A read-only 1-D numpy array over `v`, whose base object is the trace `slf`.
-fn view<'py, T: Element>(slf: &Bound<'py, PyTrace>, v: &[T]) -> PyResult<Bound<'py, PyArray1<T>>> {
-    let py = slf.py();
-    let mut dims = [v.len() as npy_intp];
-    let mut strides = [std::mem::size_of::<T>() as npy_intp];
-    // SAFETY: `v` lives inside the frozen `PyTrace` behind `slf`, which is never
-    // mutated after construction; the array is created without NPY_ARRAY_WRITEABLE
-    // (numpy then refuses to make it writeable, since it does not own the data and
-    // its base is not writeable), and it holds a reference to `slf` as its base
-    // object (SetBaseObject steals the reference `into_ptr` gives), so the memory
-    // outlives the array. dims/strides describe exactly `v.len()` elements of T.
-    unsafe {
-        let ptr = PY_ARRAY_API.PyArray_NewFromDescr(
-            py,
-            npyffi::get_type_object(py, npyffi::NpyTypes::PyArray_Type),
-            T::get_dtype(py).into_dtype_ptr(),
-            1,
-            dims.as_mut_ptr(),
-            strides.as_mut_ptr(),
-            v.as_ptr() as *mut std::ffi::c_void,
-            NPY_ARRAY_CARRAY_RO,
-            std::ptr::null_mut(),
-        );
-        if ptr.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        if PY_ARRAY_API.PyArray_SetBaseObject(
-            py,
-            ptr as *mut npyffi::PyArrayObject,
-            slf.clone().into_any().into_ptr(),
-        ) != 0
-        {
-            pyo3::ffi::Py_DECREF(ptr);
-            return Err(PyErr::fetch(py));
-        }
-        Ok(Bound::from_owned_ptr(py, ptr).cast_into_unchecked())
-    }
-}
-
-fn copy_col<T: Element + Copy>(
-    d: &Bound<'_, PyDict>,
-    name: &str,
-    n: Option<usize>,
-) -> PyResult<Vec<T>> {
-    let Some(a) = d.get_item(name)? else {
-        return Err(Error::invalid(name, format!("column {name:?} is missing")).into());
-    };
-    let a: PyReadonlyArray1<'_, T> = a.extract().map_err(|_| {
-        Error::invalid(
-            name,
-            format!(
-                "column {name:?} must be a 1-D numpy array of {}",
-                std::any::type_name::<T>()
-            ),
-        )
-    })?;
-    let v = a.as_array().to_vec();
-    if let Some(n) = n.filter(|&n| v.len() != n) {
-        return Err(Error::invalid(
-            name,
-            format!("column {name:?} has {} rows, pc has {n}", v.len()),
-        )
-        .into());
-    }
-    Ok(v)
-}
-
-/// `name` from `columns` if present, else `default(len)`.
-fn copy_or<T: Element + Copy>(
-    columns: &Bound<'_, PyDict>,
-    name: &str,
-    n: usize,
-    default: impl FnOnce(usize) -> Vec<T>,
-) -> PyResult<Vec<T>> {
-    if columns.contains(name)? {
-        copy_col(columns, name, Some(n))
-    } else {
-        Ok(default(n))
-    }
-}
-
 #[pymethods]
 impl PyTrace {
     fn __len__(&self) -> usize {
@@ -247,12 +198,12 @@ impl PyTrace {
     #[getter]
     fn seq<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let t = slf.get();
-        view(slf, t.derived.seq.get_or_init(|| t.cols.seq_vec()))
+        view(slf, t.derived.seq(&t.cols))
     }
     #[getter]
     fn vcpu<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u16>>> {
         let t = slf.get();
-        view(slf, t.derived.vcpu.get_or_init(|| t.cols.vcpu_vec()))
+        view(slf, t.derived.vcpu(&t.cols))
     }
     #[getter]
     fn time_ns<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
@@ -273,7 +224,17 @@ impl PyTrace {
     #[getter]
     fn dr7<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let t = slf.get();
-        view(slf, t.derived.dr7.get_or_init(|| t.cols.dr7.to_vec()))
+        view(slf, t.derived.dr7(&t.cols))
+    }
+    /// Each row's window index (per vCPU, from 0; -1 outside every window), or
+    /// None for a trace without windows.
+    #[getter]
+    fn window<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyArray1<i32>>>> {
+        let t = slf.get();
+        match t.cols.window {
+            Some(_) => view(slf, t.derived.window(&t.cols)).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Names of the register columns, in order.
@@ -385,6 +346,28 @@ impl PyTrace {
     fn ioctls(&self) -> u64 {
         self.meta.ioctls
     }
+    /// Events recorded before the first row kept (a ring overwrote them), over all vCPUs.
+    #[getter]
+    fn dropped_events(&self) -> u64 {
+        self.meta.dropped
+    }
+    /// Hits per breakpoint over the whole run (rows dropped by a ring included):
+    /// dicts with kind ("exec", "write", "rw", "io", "sw" or "window"), slot, addr,
+    /// len and count; a window's count is the windows opened.
+    #[getter]
+    fn hits<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.meta.hits.bind(py).clone()
+    }
+    /// Windows opened, over all vCPUs.
+    #[getter]
+    fn windows(&self) -> u64 {
+        self.meta.windows
+    }
+    /// The window the trace ran with (addresses resolved), if any.
+    #[getter]
+    fn window_spec(&self) -> Option<PyWindow> {
+        self.meta.window.as_ref().map(PyWindow::from_spec)
+    }
     /// Heap bytes held by the columns (and by seq/vcpu/dr7 arrays made on request).
     #[getter]
     fn memory_bytes(&self) -> usize {
@@ -396,7 +379,8 @@ impl PyTrace {
     #[staticmethod]
     #[pyo3(signature = (columns, *, mode = "long".to_string(), registers = None, stop_reason = "unknown".to_string(),
                         stop_detail = None, console = Vec::new(), start_ns = 0, end_ns = 0, event_count = None,
-                        exits = 0, vcpus = 1, debug = None, code_regions = Vec::new(), per_vcpu_stop = Vec::new()))]
+                        exits = 0, vcpus = 1, debug = None, code_regions = Vec::new(), per_vcpu_stop = Vec::new(),
+                        dropped_events = 0, hits = None, windows = 0, window = None))]
     #[allow(clippy::too_many_arguments)]
     fn from_columns(
         py: Python<'_>,
@@ -414,33 +398,13 @@ impl PyTrace {
         debug: Option<PyRef<'_, PyGuestDebug>>,
         code_regions: Vec<(u64, Vec<u8>)>,
         per_vcpu_stop: Vec<String>,
+        dropped_events: u64,
+        hits: Option<Bound<'_, PyList>>,
+        windows: u64,
+        window: Option<PyRef<'_, PyWindow>>,
     ) -> PyResult<Self> {
-        let pc: Vec<u64> = copy_col(columns, "pc", None)?;
-        let n = pc.len();
-        // Stored compactly, as a recorded trace is (seq/vcpu derived, dr7 as runs).
-        let seq: Vec<u64> = copy_or(columns, "seq", n, |n| (0..n as u64).collect())?;
-        let vcpu: Vec<u16> = copy_or(columns, "vcpu", n, |n| vec![0; n])?;
-        let dr7: Vec<u64> = copy_col(columns, "dr7", Some(n))?;
-        let mut cols = Columns {
-            seq: Seq::from_slice(&seq),
-            vcpu: Vcpus::from_slice(&vcpu),
-            time_ns: copy_or(columns, "time_ns", n, |n| vec![0; n])?,
-            exception: copy_col(columns, "exception", Some(n))?,
-            dr6: copy_col(columns, "dr6", Some(n))?,
-            dr7: Runs::from_slice(&dr7),
-            pc,
-            ..Default::default()
-        };
-        if let Some(regs) = registers {
-            for (k, v) in regs.iter() {
-                let name: String = k.extract()?;
-                let g = Gp::parse(&name)?;
-                let d = PyDict::new(py);
-                d.set_item(&name, v)?;
-                cols.regs.push(copy_col(&d, &name, Some(n))?);
-                cols.reg_names.push(g);
-            }
-        }
+        let cols = columns_from_numpy(py, columns, registers)?;
+        let n = cols.len();
         Ok(PyTrace {
             cols: Arc::new(cols),
             derived: Materialized::default(),
@@ -461,6 +425,10 @@ impl PyTrace {
                 code_regions,
                 usage: ThreadUsage::default(),
                 ioctls: 0,
+                dropped: dropped_events,
+                hits: hits.unwrap_or_else(|| PyList::empty(py)).unbind(),
+                windows,
+                window: window.map(|w| w.spec()).transpose()?,
             },
         })
     }

@@ -9,7 +9,9 @@ use pyo3::types::{PyBool, PyString};
 use crate::error::Error;
 use crate::kvm::regs::Gp;
 use crate::py::args::{bool_arg, opt_u64_arg, small_arg, str_arg};
+use crate::py::window::PyWindow;
 use crate::recorder::FIXED_BYTES_PER_EVENT;
+use crate::runloop::window::WindowSpec;
 use crate::runloop::TraceConfig;
 
 /// Bytes of one chunk handed to a sink by default: rows in flight stay bounded in
@@ -66,6 +68,29 @@ fn registers_arg(registers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Gp>> {
     Ok(regs)
 }
 
+/// The raw arguments of one `trace()` call, as Python gave them.
+pub struct TraceArgsIn<'a, 'py> {
+    pub max_events: Option<&'a Bound<'py, PyAny>>,
+    pub stop_at: Option<&'a Bound<'py, PyAny>>,
+    pub timeout: Option<&'a Bound<'py, PyAny>>,
+    pub registers: Option<&'a Bound<'py, PyAny>>,
+    pub has_sink: bool,
+    pub sink_rows: Option<&'a Bound<'py, PyAny>>,
+    pub raise_on_fault: Option<&'a Bound<'py, PyAny>>,
+    pub window: Option<&'a Bound<'py, PyAny>>,
+    pub ring: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn window_arg(w: Option<&Bound<'_, PyAny>>) -> PyResult<Option<WindowSpec>> {
+    let Some(w) = w.filter(|w| !w.is_none()) else {
+        return Ok(None);
+    };
+    let w = w
+        .cast::<PyWindow>()
+        .map_err(|_| Error::invalid("window", "expected a kvmtrace.Window"))?;
+    Ok(Some(w.get().spec()?))
+}
+
 /// The parsed arguments of one `trace()` call.
 pub struct TraceArgs {
     pub cfg: TraceConfig,
@@ -73,37 +98,37 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    #[allow(clippy::too_many_arguments)]
-    pub fn parse(
-        max_events: Option<&Bound<'_, PyAny>>,
-        stop_at: Option<&Bound<'_, PyAny>>,
-        timeout: Option<&Bound<'_, PyAny>>,
-        registers: Option<&Bound<'_, PyAny>>,
-        has_sink: bool,
-        sink_rows: Option<&Bound<'_, PyAny>>,
-        raise_on_fault: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<TraceArgs> {
-        let max_events = opt_u64_arg(max_events, "max_events")?;
+    pub fn parse(a: TraceArgsIn<'_, '_>) -> PyResult<TraceArgs> {
+        let max_events = opt_u64_arg(a.max_events, "max_events")?;
         if max_events == Some(0) {
             return Err(
                 Error::invalid("max_events", "must be at least 1 (or None for no limit)").into(),
             );
         }
-        let regs = registers_arg(registers)?;
-        let sink_rows = match sink_rows {
+        let regs = registers_arg(a.registers)?;
+        let has_sink = a.has_sink;
+        let sink_rows = match a.sink_rows {
             Some(s) if !s.is_none() => Some(small_arg::<usize>(s, "sink_rows")?.max(1)),
             _ => has_sink.then(|| default_sink_rows(regs.len())),
         };
+        let ring = match a.ring.filter(|r| !r.is_none()) {
+            Some(r) => Some(small_arg::<usize>(r, "ring")?),
+            None => None,
+        };
+        let cfg = TraceConfig {
+            max_events,
+            stop_at: opt_u64_arg(a.stop_at, "stop_at")?,
+            timeout: timeout_arg(a.timeout)?,
+            regs,
+            sink_rows: sink_rows.filter(|_| has_sink),
+            progress: None,
+            window: window_arg(a.window)?,
+            ring,
+        };
+        cfg.validate()?;
         Ok(TraceArgs {
-            cfg: TraceConfig {
-                max_events,
-                stop_at: opt_u64_arg(stop_at, "stop_at")?,
-                timeout: timeout_arg(timeout)?,
-                regs,
-                sink_rows: sink_rows.filter(|_| has_sink),
-                progress: None,
-            },
-            raise_on_fault: match raise_on_fault {
+            cfg,
+            raise_on_fault: match a.raise_on_fault {
                 Some(b) => bool_arg(b, "raise_on_fault")?,
                 None => true,
             },
