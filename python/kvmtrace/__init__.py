@@ -7,7 +7,17 @@ analyses DR6 against the x86 architecture and exports traces.
 
 from __future__ import annotations
 
-from kvmtrace._core import EXIT_PORT, CONSOLE_PORT, Exit, GuestDebug, HwBreakpoint, __version__, build_profile
+from kvmtrace._core import (
+    CONSOLE_PORT,
+    EXIT_PORT,
+    NO_WINDOW,
+    Exit,
+    GuestDebug,
+    HwBreakpoint,
+    Window,
+    __version__,
+    build_profile,
+)
 from kvmtrace.exceptions import (
     AssemblerError,
     GuestFaultError,
@@ -53,6 +63,7 @@ def diff(guest, mode="long", max_steps=None, reference="unicorn", **kw):  # type
 __all__ = [
     "CONSOLE_PORT",
     "EXIT_PORT",
+    "NO_WINDOW",
     "AssemblerError",
     "DiffReport",
     "Divergence",
@@ -83,6 +94,7 @@ __all__ = [
     "TraceFileError",
     "UnsupportedError",
     "Vcpu",
+    "Window",
     "__version__",
     "analyze",
     "assemble",

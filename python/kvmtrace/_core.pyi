@@ -12,11 +12,14 @@ import numpy.typing as npt
 __all__ = [
     "COLUMNS",
     "CONSOLE_PORT",
+    "CPU_FEATURES",
     "Dr6",
     "Dr7",
     "EXIT_PORT",
     "Exit",
+    "FAULT_STOP_REASONS",
     "FIXED_BYTES_PER_EVENT",
+    "FW_CFG_PORT",
     "GP_REGISTERS",
     "GUESTDBG_FLAGS",
     "GuestDebug",
@@ -36,6 +39,8 @@ __all__ = [
     "Machine",
     "MachineBusyError",
     "MachineClosedError",
+    "NO_WINDOW",
+    "OPTIONAL_COLUMNS",
     "Progress",
     "REGISTER_NAMES",
     "STOP_REASONS",
@@ -43,11 +48,23 @@ __all__ = [
     "StopReason",
     "Trace",
     "TraceFileError",
+    "UART_COM1",
     "UnsupportedError",
     "VECTOR_BP",
     "VECTOR_DB",
+    "Window",
     "__version__",
+    "boot_linux",
+    "boot_multiboot",
     "build_profile",
+    "cpuid_entries",
+    "extract_vmlinux",
+    "hide_cpu_features",
+    "legacy_ports",
+    "qemu_exit_status",
+    "set_console_echo",
+    "set_cpuid_entry",
+    "set_symbols",
 ]
 
 __version__: Final[str]
@@ -65,7 +82,10 @@ LEGACY_GUESTDBG_FLAGS: Final[int]
 GP_REGISTERS: Final[tuple[str, ...]]
 REGISTER_NAMES: Final[tuple[str, ...]]
 COLUMNS: Final[tuple[tuple[str, str], ...]]
+OPTIONAL_COLUMNS: Final[tuple[tuple[str, str], ...]]
+NO_WINDOW: Final[int]
 STOP_REASONS: Final[tuple[str, ...]]
+FAULT_STOP_REASONS: Final[tuple[str, ...]]
 MODES: Final[tuple[str, ...]]
 MODE_BITS: Final[dict[str, int]]
 
@@ -247,6 +267,32 @@ class Exit:
     detail: str | None
 
 @final
+class Window:
+    """Where a trace single-steps: from each execution of ``start`` for ``steps``
+    instructions or ``until`` an address (rust/runloop/window.rs)."""
+
+    def __new__(
+        cls, start: int | str, *, steps: int | None = None, until: int | str | None = None,
+        repeat: bool | int | None = None, block_irq: bool | None = None,
+    ) -> Window: ...
+    @property
+    def start(self) -> int | str: ...
+    @property
+    def until(self) -> int | str | None: ...
+    @property
+    def steps(self) -> int | None: ...
+    @property
+    def repeat(self) -> int | None: ...
+    @property
+    def block_irq(self) -> bool: ...
+    @property
+    def symbols(self) -> list[str]: ...
+    def resolved(self, start: int, until: int | None = None) -> Window: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+@final
 class Trace:
     """Recorded columns (zero-copy read-only numpy views) and how the run ended."""
 
@@ -265,6 +311,8 @@ class Trace:
     def dr6(self) -> npt.NDArray[np.uint64]: ...
     @property
     def dr7(self) -> npt.NDArray[np.uint64]: ...
+    @property
+    def window(self) -> npt.NDArray[np.int32] | None: ...
     @property
     def register_names(self) -> list[str]: ...
     @property
@@ -306,6 +354,14 @@ class Trace:
     @property
     def ioctls(self) -> int: ...
     @property
+    def dropped_events(self) -> int: ...
+    @property
+    def hits(self) -> list[dict[str, Any]]: ...
+    @property
+    def windows(self) -> int: ...
+    @property
+    def window_spec(self) -> Window | None: ...
+    @property
     def memory_bytes(self) -> int: ...
     @staticmethod
     def from_columns(
@@ -324,6 +380,10 @@ class Trace:
         debug: GuestDebug | None = None,
         code_regions: list[tuple[int, bytes]] = ...,
         per_vcpu_stop: list[str] = ...,
+        dropped_events: int = 0,
+        hits: list[dict[str, Any]] | None = None,
+        windows: int = 0,
+        window: Window | None = None,
     ) -> Trace: ...
 
 _IoHandler = Callable[[int, bytes | None, int, int], bytes | int | None]
@@ -381,6 +441,8 @@ class Machine:
         sink_rows: int | None = None,
         raise_on_fault: bool | None = None,
         progress: Progress | None = None,
+        window: Window | None = None,
+        ring: int | None = None,
     ) -> Trace: ...
 
 # Booting kernels and their devices (rust/py/boot.rs) -------------------------------

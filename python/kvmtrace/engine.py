@@ -58,27 +58,50 @@ def _close(sink: Any, trace: Trace) -> None:
         sink.close(trace)
 
 
+def check_ring_sink(ring_sink: Any, ring: Any) -> Any:
+    """``ring_sink`` if it can take a finished trace (``close``) and a ring is set."""
+    if ring_sink is None:
+        return None
+    if ring is None:
+        raise InvalidConfigError("invalid ring_sink: it writes the ring when the run ends with a fault; "
+                                 "give ring=N too")
+    if not callable(getattr(ring_sink, "close", None)):
+        raise InvalidConfigError(f"invalid ring_sink: expected a dataset path or an object with close(trace), "
+                                 f"got {type(ring_sink).__name__}")
+    return ring_sink
+
+
+def _on_fault(ring_sink: Any, trace: Trace) -> None:
+    """The flight recorder's crash case: the ring goes to ``ring_sink`` only after a fault."""
+    if ring_sink is not None and str(trace.stop_reason) in _core.FAULT_STOP_REASONS:
+        ring_sink.close(trace)
+
+
 def run_trace(core: _core.Machine, debug: _core.GuestDebug, *, max_events: int | None, stop_at: int | None,
               timeout: float | None, registers: Any, io_handler: IoHandler | None,
               mmio_handler: IoHandler | None, sink: Sink | None, sink_rows: int | None, raise_on_fault: bool,
-              progress: _core.Progress | None) -> Trace:
+              progress: _core.Progress | None, window: _core.Window | None = None, ring: int | None = None,
+              ring_sink: Any = None) -> Trace:
     """One trace on ``core``; exceptions carry the partial trace as a ``kvmtrace.Trace``."""
     check_handlers(io_handler, mmio_handler)
     regs = check_registers(registers)
     sink = check_sink(sink)
+    ring_sink = check_ring_sink(ring_sink, ring)
     try:
         raw = core.trace(debug, max_events, stop_at, timeout, regs, io_handler, mmio_handler, sink, sink_rows,
-                         raise_on_fault, progress)
+                         raise_on_fault, progress, window, ring)
     except BaseException as e:
         partial = getattr(e, "trace", None)
         if isinstance(partial, _core.Trace):
             t = Trace(partial)
             e.trace = t  # type: ignore[attr-defined]
-            try:
-                _close(sink, t)
-            except Exception as close_error:  # keep the original error; note the sink's
-                e.add_note(f"closing the sink also failed: {close_error}")
+            for what, close in (("the sink", lambda: _close(sink, t)), ("ring_sink", lambda: _on_fault(ring_sink, t))):
+                try:
+                    close()
+                except Exception as close_error:  # keep the original error; note this one
+                    e.add_note(f"writing {what} also failed: {close_error}")
         raise
     t = Trace(raw)
     _close(sink, t)
+    _on_fault(ring_sink, t)
     return t

@@ -291,6 +291,9 @@ class Machine:
         sink_rows: int | None = None,
         raise_on_fault: bool = True,
         progress: _core.Progress | None = None,
+        window: _core.Window | None = None,
+        ring: int | None = None,
+        ring_sink: str | os.PathLike[str] | Any | None = None,
     ) -> Trace:
         """Run the KVM_RUN loop natively (GIL released) and record every debug exit.
 
@@ -305,15 +308,26 @@ class Machine:
         directory (or any object with ``write(chunk)`` and ``close(trace)``).
         ``progress`` (a ``kvmtrace._core.Progress``) counts events and exits live, for
         a display refreshed from another thread.
+
+        ``window`` (a :class:`kvmtrace.Window`) runs free and single-steps only from
+        each execution of its ``start`` for ``steps`` instructions or ``until`` an
+        address; rows get a ``window`` column. ``ring=N`` keeps only the last N events
+        per vCPU (``trace.dropped_events`` counts the rest); ``ring_sink`` (a dataset
+        path or an object with ``close(trace)``) receives that trace only when the run
+        ends with a fault (shutdown, KVM internal error, failed entry).
         """
         if debug is None:
-            debug = _core.GuestDebug(single_step=True)
+            debug = _core.GuestDebug(single_step=window is None)
         stop = None if stop_at is None else self._addr(stop_at, "stop_at")
+        window = self._window(window)
         writer, path = self._sink(sink, debug)
+        if isinstance(ring_sink, (str, os.PathLike)):
+            ring_sink = _LazyDataset(os.fspath(ring_sink), self, debug)
         try:
             t = run_trace(self._m, debug, max_events=max_events, stop_at=stop, timeout=timeout, registers=registers,
                           io_handler=io_handler, mmio_handler=mmio_handler, sink=writer, sink_rows=sink_rows,
-                          raise_on_fault=raise_on_fault, progress=progress)
+                          raise_on_fault=raise_on_fault, progress=progress, window=window, ring=ring,
+                          ring_sink=ring_sink)
         except BaseException as e:
             partial = getattr(e, "trace", None)
             if isinstance(partial, Trace):
@@ -334,6 +348,16 @@ class Machine:
                 return ParquetSink(path, machine=self, debug=debug), path
         return cast("Sink | None", sink), None  # anything else is checked by the engine
 
+    def _window(self, window: Any) -> _core.Window | None:
+        """``window`` with its symbols resolved to addresses."""
+        if window is None:
+            return None
+        if not isinstance(window, _core.Window):
+            raise InvalidConfigError(f"invalid window: expected a kvmtrace.Window, got {type(window).__name__}")
+        until = window.until
+        return window.resolved(self._addr(window.start, "window.start"),
+                               None if until is None else self._addr(until, "window.until"))
+
     def _addr(self, where: int | str, field: str) -> int:
         if isinstance(where, str):
             if self.program is None:
@@ -346,3 +370,15 @@ class Machine:
 
     def __repr__(self) -> str:
         return repr(self._m)
+
+
+class _LazyDataset:
+    """A ``ring_sink`` path: the dataset is created only if the run faults."""
+
+    def __init__(self, path: str, machine: Machine, debug: _core.GuestDebug) -> None:
+        if not path:
+            raise InvalidConfigError("invalid ring_sink: the path is empty")
+        self.path, self._machine, self._debug = path, machine, debug
+
+    def close(self, trace: Trace) -> None:
+        ParquetSink(self.path, machine=self._machine, debug=self._debug).close(trace)

@@ -191,20 +191,39 @@ class HotPc:
                 "instruction": self.instruction}
 
 
+def _window_rows(trace: Any, window: int | bool | None) -> np.ndarray:
+    """The pcs of the rows in ``window`` (an index, True for any window, None for all rows)."""
+    pcs = np.asarray(trace.pc, dtype=np.uint64)
+    if window is None:
+        return pcs
+    labels = getattr(trace, "window", None)
+    if labels is None:
+        raise ValueError("window= needs a trace recorded with windows (Machine.trace(window=...))")
+    keep = labels >= 0 if window is True else labels == int(window)
+    return pcs[keep]
+
+
 def hottest(
     trace: Any, program: Program | None = None, n: int = 10, *, disassemble: bool = False,
-    counts: tuple[np.ndarray, np.ndarray] | None = None,
+    counts: tuple[np.ndarray, np.ndarray] | None = None, window: int | bool | None = None, by: str = "pc",
 ) -> list[HotPc]:
-    """The ``n`` pcs with most events, symbolised (and disassembled if asked).
+    """The ``n`` pcs (``by="symbol"``: functions) with most events, symbolised (and
+    disassembled if asked).
 
-    ``counts`` = (distinct pcs, their counts) may be given instead of scanning ``trace.pc``.
+    ``window`` limits the count to the rows of one window (its index) or, with True, of
+    every window. ``counts`` = (distinct pcs, their counts) may be given instead of
+    scanning ``trace.pc``.
     """
+    if by not in ("pc", "symbol"):
+        raise ValueError(f"by must be 'pc' or 'symbol', not {by!r}")
     program = resolve_program(trace, program)
     if counts is None:
-        vals, cnt = np.unique(np.asarray(trace.pc, dtype=np.uint64), return_counts=True)
+        vals, cnt = np.unique(_window_rows(trace, window), return_counts=True)
     else:
         vals, cnt = counts
     total = int(cnt.sum()) if len(cnt) else 0
+    if by == "symbol":
+        return _hottest_symbols(program, vals, cnt, total, n)
     order = np.argsort(-cnt.astype(np.int64), kind="stable")[:n]
     dis = Disassembler.for_trace(trace, program) if disassemble else None
     out = []
@@ -213,6 +232,18 @@ def hottest(
         out.append(HotPc(pc, c, c / total if total else 0.0, _name(program, pc),
                          dis.text(pc) if dis is not None else None))
     return out
+
+
+def _hottest_symbols(program: Program | None, vals: np.ndarray, cnt: np.ndarray, total: int,
+                     n: int) -> list[HotPc]:
+    """Counts per function (the symbol a pc falls in); ``pc`` is the function's lowest pc seen."""
+    by_name: dict[str, list[int]] = {}
+    for pc, c in zip(vals.tolist(), cnt.tolist()):
+        name = _name(program, pc).split("+")[0]
+        acc = by_name.setdefault(name, [pc, 0])
+        acc[0], acc[1] = min(acc[0], pc), acc[1] + c
+    ranked = sorted(by_name.items(), key=lambda kv: (-kv[1][1], kv[1][0]))[:n]
+    return [HotPc(pc, c, c / total if total else 0.0, name) for name, (pc, c) in ranked]
 
 
 def disassemble(trace: Any, pc: int, count: int = 1, program: Program | None = None,

@@ -9,8 +9,9 @@ import numpy as np
 
 from kvmtrace import _core
 from kvmtrace.columnar.arrow import arrow_c_schema, arrow_c_stream, to_arrow
+from kvmtrace.columnar.metadata import window_from_dict
 from kvmtrace.columnar.parquet import write_parquet
-from kvmtrace.columnar.schema import COLUMNS, DTYPES
+from kvmtrace.columnar.schema import COLUMNS, DTYPES, optional_columns
 from kvmtrace.perfetto import to_perfetto
 
 StopReason = _core.StopReason
@@ -63,6 +64,9 @@ class Trace:
         cols = {k: np.ascontiguousarray(v, dtype=DTYPES[k]) for k, v in columns.items() if k in DTYPES}
         regs = {k: np.ascontiguousarray(v, dtype=np.uint64) for k, v in (registers or {}).items()}
         debug = kw.pop("debug", None)
+        window = kw.get("window")
+        if isinstance(window, Mapping):
+            kw["window"] = window_from_dict(window)
         core = _core.Trace.from_columns(cols, mode=mode, registers=regs or None, debug=debug, **kw)
         return cls(core, metadata)
 
@@ -96,6 +100,12 @@ class Trace:
         return self._t.dr7
 
     @property
+    def window(self) -> np.ndarray | None:
+        """Each row's window index (int32; per vCPU, from 0; ``NO_WINDOW`` = -1 for rows
+        outside every window), or None for a trace that ran without windows."""
+        return self._t.window
+
+    @property
     def registers(self) -> dict[str, np.ndarray]:
         """Register columns captured per event, by name."""
         return self._t.registers
@@ -106,10 +116,10 @@ class Trace:
 
     @property
     def column_names(self) -> list[str]:
-        return [*COLUMNS, *self._t.register_names]
+        return [*COLUMNS, *optional_columns(self._t), *self._t.register_names]
 
     def column(self, name: str) -> np.ndarray:
-        if name in COLUMNS:
+        if name in COLUMNS or name in optional_columns(self._t):
             return getattr(self._t, name)
         regs = self._t.registers
         if name in regs:
@@ -210,6 +220,28 @@ class Trace:
     def ioctls(self) -> int:
         """KVM ioctls the vCPU loops issued: KVM_RUN, KVM_SET_GUEST_DEBUG, register calls."""
         return self._t.ioctls
+
+    @property
+    def dropped_events(self) -> int:
+        """Events recorded before the first row kept: a ring (``ring=N``) overwrote them."""
+        return self._t.dropped_events
+
+    @property
+    def hits(self) -> list[dict[str, Any]]:
+        """Hits per breakpoint over the whole run (dropped rows included): one dict per
+        breakpoint with ``kind`` ("exec", "write", "rw", "io", "sw" or "window"),
+        ``slot``, ``addr``, ``len`` and ``count`` (for the window: windows opened)."""
+        return self._t.hits
+
+    @property
+    def windows(self) -> int:
+        """Windows opened in the run, over all vCPUs."""
+        return self._t.windows
+
+    @property
+    def window_spec(self) -> _core.Window | None:
+        """The window the run used (addresses resolved), if any."""
+        return self._t.window_spec
 
     @property
     def memory_bytes(self) -> int:

@@ -93,7 +93,30 @@ class BootSession:
         where = f" -> {out}" if out is not None else ""
         _say(f"{len(t)} single steps in {len(funcs)} functions{where}")
 
-    def run(self) -> int:
+    def windows(self, window: str, out: Path | None, ring: int | None) -> int:
+        """The rest of the boot with single-step windows (``--window``), streamed to ``out``
+        (or, with ``--ring``, kept as a ring written to ``out`` only on a fault)."""
+        from kvmtrace.cli.args import parse_window
+
+        w = parse_window(window, self.m.program)
+        kw: dict[str, Any] = {"window": w}
+        if ring is not None:
+            kw.update(ring=ring, ring_sink=out)
+        elif out is not None:
+            kw["sink"] = out
+        t = self.trace(_core.GuestDebug(), **kw)
+        where = f" -> {out}" if out is not None and ring is None else ""
+        _say(f"{t.windows} window(s) at {w.start:#x}, {t.event_count} events{where}; stopped: {t.stop_reason}")
+        return exit_status(t)
+
+    def run(self, ring: int | None = None, out: Path | None = None) -> int:
+        if ring is not None:
+            # The flight recorder over the whole rest of the boot (single-stepped).
+            t = self.trace(_core.GuestDebug(single_step=True), ring=ring, ring_sink=out)
+            faulted = str(t.stop_reason) in _core.FAULT_STOP_REASONS
+            where = "" if out is None else f", written to {out}" if faulted else f", no fault: {out} not written"
+            _say(f"kept the last {len(t)} of {t.event_count} steps{where}; stopped: {t.stop_reason}")
+            return exit_status(t)
         t = self.trace(_core.GuestDebug())
         _say(f"stopped: {t.stop_reason}" + (f" (exit code {t.exit_code:#x})" if t.stop_reason == "exit_port" else ""))
         return exit_status(t)
@@ -114,11 +137,19 @@ def boot(
     system_map: Path | None = typer.Option(None, "--system-map", exists=True, dir_okay=False, help="System.map for a Linux kernel's symbols."),
     vcpus: int = typer.Option(1, "--vcpus", min=1, help="Number of vCPUs (more than one needs the irqchip)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not copy the console to the terminal."),
+    window: str | None = typer.Option(None, "--window", "-w", metavar="SYM[:N|:until=SYM2][:repeat=K][:irq]",
+                                      help="Run the boot free and single-step only from each call of SYM: N "
+                                           "instructions (default 1000) or until SYM2, K times (default: every "
+                                           "time). --out streams the windows."),
+    ring: int | None = typer.Option(None, "--ring", min=1, metavar="N",
+                                    help="Keep only the last N events (of the windows, else of every step); "
+                                         "with --out they are written there only if the boot faults."),
 ) -> None:
     """Boot a kernel and trace it: the serial console is live on the terminal."""
     try:
         status = _boot(kernel, multiboot, initrd, cmdline, parse_memory(memory), breaks or [], steps, out,
-                       timeout, multiboot if irqchip is None else irqchip, hide or [], system_map, vcpus, quiet)
+                       timeout, multiboot if irqchip is None else irqchip, hide or [], system_map, vcpus, quiet,
+                       window, ring)
     except KvmTraceError as e:
         _say(f"{type(e).__name__}: {e}")
         raise typer.Exit(EXIT_FAULT) from None
@@ -138,7 +169,8 @@ def _echo_to_stdout(m: Machine) -> bool:
 
 def _boot(kernel: Path, multiboot: bool, initrd: Path | None, cmdline: str | None, memory: int,
           breaks: list[str], steps: int | None, out: Path | None, timeout: float | None, irqchip: bool,
-          hide: list[str], system_map: Path | None, vcpus: int, quiet: bool) -> int:
+          hide: list[str], system_map: Path | None, vcpus: int, quiet: bool, window: str | None = None,
+          ring: int | None = None) -> int:
     if len(breaks) > 4:
         raise InvalidConfigError(f"invalid break: at most 4 hardware breakpoints, got {len(breaks)}")
     with Machine(memory_size=memory, mode="long", vcpus=vcpus, irqchip=irqchip,
@@ -153,8 +185,10 @@ def _boot(kernel: Path, multiboot: bool, initrd: Path | None, cmdline: str | Non
             if breaks and not session.break_on(breaks):
                 return exit_status(m.last_trace)
             if steps:
-                session.steps(steps, out)
-            return session.run()
+                session.steps(steps, None if window or ring else out)
+            if window:
+                return session.windows(window, out, ring)
+            return session.run(ring, out)
         finally:
             if not quiet and not live:
                 sys.stdout.write(b"".join(session.console).decode(errors="replace"))

@@ -83,6 +83,46 @@ def parse_break(spec: str, program: Any) -> Any:
         usage(f"{what}: {e}")
 
 
+#: Steps of a ``--window`` that gives neither a count nor ``until=``.
+DEFAULT_WINDOW_STEPS = 1000
+
+
+def parse_window(spec: str, program: Any, what: str = "--window") -> Any:
+    """``START[:N|:steps=N][:until=END][:repeat=K][:irq]`` as a Window (addresses resolved).
+
+    START and END are numbers, symbols or symbol+offset; without N or until= a window
+    is DEFAULT_WINDOW_STEPS steps. ``irq`` lets interrupts in (BLOCKIRQ off).
+    """
+    from kvmtrace import Window
+
+    head, *opts = spec.split(":")
+    start = parse_addr(head, program, f"{what} {spec!r}")
+    kw: dict[str, Any] = {}
+    for o in opts:
+        key, eq, val = o.partition("=")
+        key = key.strip()
+        if not eq and key.replace("_", "").isdigit():
+            key, val, eq = "steps", key, "="
+        if key in ("steps", "until", "repeat") and not val.strip():
+            usage(f"{what} {spec!r}: {key}= needs a value")
+        if key == "steps":
+            kw["steps"] = parse_int(val, f"{what} {spec!r} steps")
+        elif key == "until":
+            kw["until"] = parse_addr(val, program, f"{what} {spec!r} until")
+        elif key == "repeat":
+            kw["repeat"] = parse_int(val, f"{what} {spec!r} repeat")
+        elif key == "irq" and not eq:
+            kw["block_irq"] = False
+        else:
+            usage(f"{what} {spec!r}: unknown part {o!r} (use START[:N][:until=END][:repeat=K][:irq])")
+    if "steps" not in kw and "until" not in kw:
+        kw["steps"] = DEFAULT_WINDOW_STEPS
+    try:
+        return Window(start, **kw)
+    except InvalidConfigError as e:
+        usage(f"{what} {spec!r}: {e}")
+
+
 def guest_kind(guest: str, asm: bool, elf: bool, raw: bool) -> tuple[str, Path | None]:
     """("bundled" | "asm" | "elf" | "raw", the file): from the flags, else the file's magic or suffix."""
     from kvmtrace import guests

@@ -75,6 +75,14 @@ def facts_table(t: Any, title: str) -> Table:
     g.add_row("debug", debug_text(t.debug))
     if t.register_names:
         g.add_row("registers", ", ".join(t.register_names))
+    w = getattr(t, "window_spec", None)
+    if w is not None:
+        g.add_row("windows", f"{t.windows:,} opened ({w!r})")
+    if getattr(t, "dropped_events", 0):
+        g.add_row("ring", f"the last {len(t):,} events kept, {t.dropped_events:,} before them dropped")
+    hits = [h for h in (getattr(t, "hits", None) or []) if h["kind"] != "window"]
+    if hits:
+        g.add_row("hits", ", ".join(f"{h['kind']}@{h['addr']:#x}: {h['count']:,}" for h in hits))
     _stored_facts(g, t.metadata)
     if t.console:
         g.add_row("console", t.console_text.rstrip())

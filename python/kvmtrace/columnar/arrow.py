@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kvmtrace.columnar.metadata import META_KEY, dumps, trace_meta
-from kvmtrace.columnar.schema import arrow_schema, pa, table
+from kvmtrace.columnar.schema import arrow_schema, optional_columns, pa, table
 
 
 def to_arrow(trace: Any, *, metadata: bool = True) -> Any:
@@ -42,4 +42,4 @@ def arrow_c_stream(trace: Any, requested_schema: Any = None) -> Any:
 
 
 def arrow_c_schema(trace: Any) -> Any:
-    return arrow_schema(trace.register_names).__arrow_c_schema__()
+    return arrow_schema(trace.register_names, optional=optional_columns(trace)).__arrow_c_schema__()

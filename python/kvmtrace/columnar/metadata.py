@@ -154,8 +154,25 @@ def run_facts(t: Any) -> dict[str, Any]:
         "exits": t.exits,
         "start_ns": t.start_ns,
         "end_ns": t.end_ns,
+        "dropped_events": getattr(t, "dropped_events", 0),
+        "hits": list(getattr(t, "hits", None) or []),
+        "windows": getattr(t, "windows", 0),
+        "window": window_to_dict(getattr(t, "window_spec", None)),
         "metadata": user,
     }
+
+
+def window_to_dict(w: Any) -> dict[str, Any] | None:
+    """A resolved ``_core.Window`` as stored in the run facts (None: no window)."""
+    if w is None:
+        return None
+    return {"start": w.start, "steps": w.steps, "until": w.until, "repeat": w.repeat, "block_irq": w.block_irq}
+
+
+def window_from_dict(d: Mapping[str, Any]) -> Any:
+    """The ``_core.Window`` of stored run facts."""
+    return _core.Window(d["start"], steps=d.get("steps"), until=d.get("until"), repeat=d.get("repeat"),
+                        block_irq=d.get("block_irq", True))
 
 
 def trace_meta(t: Any, *, final: bool, program: Any = None, machine: Any = None,

@@ -15,9 +15,13 @@ import numpy as np
 
 from kvmtrace import _core
 
-#: The fixed columns of every trace, in order, and their numpy dtypes.
+#: The fixed columns of every trace, in order.
 COLUMNS: tuple[str, ...] = tuple(name for name, _ in _core.COLUMNS)
-DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(dtype) for name, dtype in _core.COLUMNS}
+#: Columns present only when the run used the feature (``window``), after the fixed ones.
+OPTIONAL: tuple[str, ...] = tuple(name for name, _ in _core.OPTIONAL_COLUMNS)
+#: The numpy dtype of every named column, fixed and optional.
+DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(dtype) for name, dtype in (*_core.COLUMNS,
+                                                                              *_core.OPTIONAL_COLUMNS)}
 #: Field metadata that marks a register column.
 REGISTER_KIND = {b"kvmtrace.kind": b"register"}
 
@@ -40,16 +44,22 @@ def pq() -> Any:
 
 
 def column(trace: Any, name: str) -> np.ndarray:
-    """Column ``name`` of a trace-like object: a fixed column or a register."""
+    """Column ``name`` of a trace-like object: a fixed or optional column, or a register."""
     if name in DTYPES:
         return getattr(trace, name)
     return trace.registers[name]
 
 
-def arrow_schema(register_names: Sequence[str] = (), metadata: Mapping[bytes, bytes] | None = None) -> Any:
-    """The Arrow schema of a trace with these register columns."""
+def optional_columns(trace: Any) -> list[str]:
+    """The optional columns ``trace`` has (``window`` when it ran with windows)."""
+    return [n for n in OPTIONAL if getattr(trace, n, None) is not None]
+
+
+def arrow_schema(register_names: Sequence[str] = (), metadata: Mapping[bytes, bytes] | None = None,
+                 optional: Sequence[str] = ()) -> Any:
+    """The Arrow schema of a trace with these optional and register columns."""
     p = pa()
-    fields = [p.field(n, getattr(p, DTYPES[n].name)(), nullable=False) for n in COLUMNS]
+    fields = [p.field(n, getattr(p, DTYPES[n].name)(), nullable=False) for n in (*COLUMNS, *optional)]
     fields += [p.field(r, p.uint64(), nullable=False, metadata=REGISTER_KIND) for r in register_names]
     return p.schema(fields, metadata=metadata)
 
@@ -64,5 +74,5 @@ def zero_copy(p: Any, arr: np.ndarray, typ: Any) -> Any:
 def table(trace: Any, metadata: Mapping[bytes, bytes] | None = None) -> Any:
     """The trace's columns as a ``pyarrow.Table`` sharing their memory (no copy)."""
     p = pa()
-    schema = arrow_schema(trace.register_names, metadata)
+    schema = arrow_schema(trace.register_names, metadata, optional_columns(trace))
     return p.Table.from_arrays([zero_copy(p, column(trace, f.name), f.type) for f in schema], schema=schema)

@@ -17,7 +17,7 @@ import numpy as np
 
 from kvmtrace import _core
 from kvmtrace.columnar.metadata import regions_from_json
-from kvmtrace.columnar.schema import COLUMNS, column, pa, pq
+from kvmtrace.columnar.schema import COLUMNS, column, optional_columns, pa, pq
 from kvmtrace.exceptions import TraceFileError
 from kvmtrace.export.locate import files_for, list_runs
 from kvmtrace.export.part import columns_of, open_part
@@ -167,6 +167,8 @@ def read_trace(path: str | os.PathLike[str], *, run: str | None = None) -> Trace
             event_count=int(info["event_count"]) if final and info.get("event_count") is not None else n,
             exits=int(_fact(info, "exits", 0)), vcpus=int(_fact(info, "vcpus", 1)), debug=_debug(p, info),
             code_regions=_code_regions(info, parts), per_vcpu_stop=list(info.get("per_vcpu_stop") or []),
+            dropped_events=int(_fact(info, "dropped_events", 0)), hits=list(info.get("hits") or []),
+            windows=int(_fact(info, "windows", 0)), window=info.get("window") or None,
         )
     except TraceFileError:
         raise
@@ -193,11 +195,13 @@ def concat_traces(chunks: Sequence[Any], final: Any = None) -> Trace:
             raise ValueError("concat_traces needs at least one chunk or a final trace")
         chunks, final = chunks[:-1], chunks[-1]
     parts = [c for c in chunks if len(c)] + [final]
-    cols = {n: np.concatenate([column(p, n) for p in parts]) for n in COLUMNS}
+    names = [*COLUMNS, *optional_columns(final)]
+    cols = {n: np.concatenate([column(p, n) for p in parts]) for n in names}
     regs = {n: np.concatenate([column(p, n) for p in parts]) for n in final.register_names}
     return Trace.from_columns(
         cols, mode=final.mode, registers=regs, metadata=getattr(final, "metadata", None),
         stop_reason=str(final.stop_reason), stop_detail=final.stop_detail, console=final.console,
         start_ns=final.start_ns, end_ns=final.end_ns, event_count=final.event_count, exits=final.exits,
         vcpus=final.vcpus, debug=final.debug, code_regions=final.code_regions, per_vcpu_stop=final.per_vcpu_stop,
+        dropped_events=final.dropped_events, hits=list(final.hits), windows=final.windows, window=final.window_spec,
     )

@@ -18,6 +18,7 @@ from kvmtrace.cli.args import (
     parse_break,
     parse_int,
     parse_registers,
+    parse_window,
     read_stored_trace,
 )
 from kvmtrace.cli.output import (
@@ -69,6 +70,13 @@ def command(
     part_rows: int = typer.Option(1 << 18, "--part-rows", min=1, help="Rows per Parquet part of --out (one vCPU's rows "
                                    "per part; the last part holds the rest of every vCPU)."),
     no_analysis: bool = typer.Option(False, "--no-analysis", help="Skip the DR6 conformance summary."),
+    window: str | None = typer.Option(None, "--window", "-w", metavar="SYM[:N|:until=SYM2][:repeat=K][:irq]",
+                                      help="Run free and single-step only from each execution of SYM: N "
+                                           "instructions (default 1000) or until SYM2, K times (default: every "
+                                           "time); irq lets interrupts in."),
+    ring: int | None = typer.Option(None, "--ring", min=1, metavar="N",
+                                    help="Flight recorder: keep only the last N events per vCPU; with --out the "
+                                         "ring is written there only if the run ends with a fault."),
 ) -> None:
     """Run GUEST under KVM guest debugging and record every debug exit; print a summary."""
     from kvmtrace import GuestDebug, Machine
@@ -84,13 +92,21 @@ def command(
         hw = [parse_break(b, program) for b in breaks or []]
         sw = [parse_addr(a, program, f"--sw-break {a!r}") for a in sw_breaks or []]
         stop = parse_addr(stop_at, program, "--stop-at") if stop_at is not None else None
+        win = parse_window(window, program) if window is not None else None
         try:
-            debug = GuestDebug(single_step=single_step or not (hw or sw), hw_breakpoints=hw, sw_breakpoints=sw)
+            stepping = single_step or not (hw or sw or win)
+            debug = GuestDebug(single_step=stepping, hw_breakpoints=hw, sw_breakpoints=sw)
         except InvalidConfigError as e:
             usage(str(e))
-        sink = _parquet_sink(out, m, debug, force, program)
-        t, code = _run(m, debug, sink, part_rows, max_events=max_events, stop_at=stop, timeout=timeout,
-                       registers=regs)
+        limits: dict[str, Any] = dict(max_events=max_events, stop_at=stop, timeout=timeout, registers=regs,
+                                      window=win)
+        sink = None
+        if ring is not None:
+            # The ring stays in memory; --out receives it only when the run faults.
+            limits.update(ring=ring, ring_sink=out)
+        else:
+            sink = _parquet_sink(out, m, debug, force, program)
+        t, code = _run(m, debug, sink, part_rows, **limits)
     if t is None:
         raise typer.Exit(code or EXIT_FAILED)
     _report(t, sink, program, f"{guest} ({kind}, {mode_s} mode)", top, analysis=not no_analysis)
