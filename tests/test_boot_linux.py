@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import kvmtrace
-from kvmtrace import GuestDebug, HwBreakpoint, Machine, _core
+from kvmtrace import GuestDebug, HwBreakpoint, Machine, Window, _core
 from kvmtrace.boot import find_kallsyms, parse_system_map
 from kvmtrace.perfetto import perfetto_events
 
@@ -139,3 +139,20 @@ def test_console_milestones_and_a_typed_stop(booted: Any) -> None:
         assert isinstance(end, kvmtrace.KvmTraceError) and str(end)
     else:
         assert end.stop_reason in ("timeout", "hlt", "exit_port", "shutdown"), end.stop_reason
+
+
+def test_windows_on_a_kernel_function(kernel: Path) -> None:
+    """The boot runs free and single-steps 200 instructions from each of the first
+    three calls of _printk (found in the kernel's own kallsyms)."""
+    from kvmtrace.symbols import hottest
+
+    with Machine(memory_size=MEMORY, mode="long") as m:
+        prog = m.load_linux(kernel)
+        t = m.trace(window=Window("_printk", steps=200, repeat=3), max_events=3 * 201, timeout=BOOT_TIMEOUT)
+    assert t.stop_reason == "max_events" and t.windows == 3, t.stop_detail
+    assert t.window is not None and t.window.tolist() == [k for k in range(3) for _ in range(201)]
+    starts = t.pc[::201].tolist()
+    assert starts == [prog.symbol("_printk")] * 3, "each window opens on the trigger at _printk"
+    assert all(pc >> 32 == 0xFFFF_FFFF for pc in t.pc.tolist())
+    funcs = {h.symbol for h in hottest(t, prog, 20, window=True, by="symbol")}
+    assert "_printk" in funcs and len(funcs) > 2, funcs

@@ -69,3 +69,20 @@ def test_boot_cli_exits_with_the_isa_debug_exit_status(mb_kernel: Path) -> None:
                                  "--break", "puts", "--steps", "50", "--timeout", "60"])
     assert r.exit_code == _core.qemu_exit_status(MULTIBOOT_OK) == (MULTIBOOT_OK << 1) | 1, r.output
     assert "breakpoint hit at puts" in r.output and "50 single steps" in r.output
+
+
+def test_boot_cli_windows_and_ring(mb_kernel: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)
+    base = ["boot", "--multiboot", str(mb_kernel), "--memory", "32M", "--quiet", "--timeout", "60"]
+    out = tmp_path / "w.parquet"
+    r = CliRunner().invoke(app, [*base, "--window", "puts:20:repeat=2", "--out", str(out)])
+    assert r.exit_code == _core.qemu_exit_status(MULTIBOOT_OK), r.output
+    assert "2 window(s)" in r.output
+    t = kvmtrace.read_trace(out)
+    assert t.windows == 2 and t.window is not None and t.window.tolist() == [0] * 21 + [1] * 21
+    r = CliRunner().invoke(app, [*base, "--ring", "100", "--out", str(tmp_path / "ring.parquet")])
+    assert r.exit_code == _core.qemu_exit_status(MULTIBOOT_OK), r.output
+    assert "kept the last 100 of" in r.output and "no fault" in r.output
+    assert not (tmp_path / "ring.parquet").exists()

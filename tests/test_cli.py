@@ -263,3 +263,37 @@ def test_conformance_writes_json_and_markdown(capsys, tmp_path: Path) -> None:  
     }
     text = md.read_text()
     assert text.startswith("| scenario | real | protected | long |") and "step_hlt" in text
+
+
+WINDOWED = """
+_start:  mov $6, %ecx
+again:   call f
+after:   dec %ecx
+         jnz again
+         ud2
+f:       inc %eax
+         inc %ebx
+         ret
+"""
+
+
+@pytest.mark.requires_kvm
+def test_trace_window_and_ring(capsys, tmp_path):  # type: ignore[no-untyped-def]
+    src = tmp_path / "w.s"
+    src.write_text(WINDOWED)
+    out = tmp_path / "w.parquet"
+    # Windows of 2 steps from each call of f; the guest ends in a triple fault.
+    code, _, err = cli(capsys, "trace", src, "--window", "f:2", "--out", out, "--no-analysis")
+    assert code == 1 and "shut down" in err
+    t = kvmtrace.read_trace(out)
+    assert t.windows == 6 and t.window.tolist() == [k for k in range(6) for _ in range(3)]
+    # The ring keeps the last 4 steps and, on the fault, writes them to --out.
+    ring = tmp_path / "ring.parquet"
+    code, stdout, err = cli(capsys, "trace", src, "--single-step", "--ring", "4", "--out", ring, "--no-analysis")
+    assert code == 1 and "before them dropped" in stdout.replace("\n", " ")
+    back = kvmtrace.read_trace(ring)
+    assert len(back) == 4 and back.stop_reason == "shutdown" and back.dropped_events == back.event_count - 4
+    for bad, msg in ((("--window", "f:until"), "until= needs a value"), (("--window", "f:often=2"), "unknown part"),
+                     (("--window", "f:0"), "must be at least 1")):
+        code, _, err = cli(capsys, "trace", src, *bad)
+        assert code == 2 and msg in one_error_line(err), err
