@@ -138,23 +138,29 @@ def _run(m: Any, debug: Any, sink: Any, part_rows: int, **limits: Any) -> tuple[
 
 def _report(t: Any, sink: Any, program: Any, title: str, top: int, analysis: bool) -> None:
     """The end-of-run summary: of the trace in memory, or of the dataset read back from disk."""
-    full = t
-    if sink is not None:
-        full = None
-        if t.event_count <= ANALYZE_LIMIT:
-            try:
-                full = read_stored_trace(sink.path, None)
-            except (TraceFileError, ImportError) as e:
-                print_warning(f"cannot read back {sink.path}: {e}")
-                full = t
+    if sink is None:
+        print_summary(t, program, title, top, analysis=analysis)
+        return
+    full = _read_back(t, sink)
     if full is None:
         where = escape(str(sink.path))
         console.print(f"{t.event_count:,} events streamed to {where}, stop reason {t.stop_reason.value}; "
                       f"run `kvmtrace show {where}` and `kvmtrace analyze {where}`")
     else:
         print_summary(full, program, title, top, analysis=analysis)
-    if sink is not None:
-        console.print(f"trace written to [bold]{escape(str(sink.path))}[/] ({sink.parts} part(s), {sink.rows:,} rows)")
-        if sink.rows < t.event_count:  # a part write failed (disk full, or Ctrl-C while writing it)
-            print_warning(f"{t.event_count - sink.rows:,} of the {t.event_count:,} events recorded are not in "
-                          f"{sink.path}: the dataset ends at its last complete part")
+    console.print(f"trace written to [bold]{escape(str(sink.path))}[/] ({sink.parts} part(s), {sink.rows:,} rows)")
+    if sink.rows < t.event_count:  # a part write failed (disk full, or Ctrl-C while writing it)
+        print_warning(f"{t.event_count - sink.rows:,} of the {t.event_count:,} events recorded are not in "
+                      f"{sink.path}: the dataset ends at its last complete part")
+
+
+def _read_back(t: Any, sink: Any) -> Any | None:
+    """The streamed dataset read back for the summary: None when it is too large to analyse
+    in memory, the trace in memory when the dataset cannot be read."""
+    if t.event_count > ANALYZE_LIMIT:
+        return None
+    try:
+        return read_stored_trace(sink.path, None)
+    except (TraceFileError, ImportError) as e:
+        print_warning(f"cannot read back {sink.path}: {e}")
+        return t
