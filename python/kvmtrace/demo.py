@@ -9,7 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from kvmtrace import guests
+import kvmtrace.guests as guests
 from kvmtrace._core import Dr6, GuestDebug
 from kvmtrace.analysis import analyze
 from kvmtrace.machine import Machine

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import iced_x86 as ix
 
+import kvmtrace._core as _core
+
 if TYPE_CHECKING:
     # A plain int at run time; iced's stubs type register values as this IntEnum class.
     from iced_x86._iced_x86_py import Register as IcedRegister
-
-from kvmtrace import _core
 
 REGISTERS: tuple[str, ...] = tuple(_core.GP_REGISTERS)
 State = tuple[int, ...]

@@ -32,7 +32,7 @@ from kvmtrace.cli.output import (
 )
 from kvmtrace.cli.progress import live_progress
 from kvmtrace.cli.summary import print_summary
-from kvmtrace.exceptions import InvalidConfigError, TraceFileError
+from kvmtrace.exceptions import GuestFaultError, InvalidConfigError, SinkError, TraceFileError
 
 NAME = "trace"
 
@@ -71,7 +71,8 @@ def command(
     no_analysis: bool = typer.Option(False, "--no-analysis", help="Skip the DR6 conformance summary."),
 ) -> None:
     """Run GUEST under KVM guest debugging and record every debug exit; print a summary."""
-    from kvmtrace import GuestDebug, Machine
+    from kvmtrace._core import GuestDebug
+    from kvmtrace.machine import Machine
 
     kind, path = guest_kind(guest, asm, elf, raw)
     mode_s = guest_mode(kind, path, mode)
@@ -101,7 +102,6 @@ def _parquet_sink(out: Path | None, m: Any, debug: Any, force: bool, program: An
     """The ParquetSink of ``--out`` (None without it): the engine writes its chunks straight to it."""
     if out is None:
         return None
-    from kvmtrace import SinkError
     from kvmtrace.export import ParquetSink
 
     try:
@@ -116,9 +116,6 @@ def _run(m: Any, debug: Any, sink: Any, part_rows: int, **limits: Any) -> tuple[
     A guest fault, a sink failure or Ctrl-C still yields the rows recorded before it
     (the exception's ``.trace``), so the summary covers them.
     """
-    from kvmtrace import SinkError
-    from kvmtrace.exceptions import GuestFaultError
-
     failure: BaseException | None = None
     code = EXIT_OK
     with live_progress(sink) as progress:
