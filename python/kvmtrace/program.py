@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import AssemblerError, ProgramError
 
 #: Guest modes and their bitness (defined once, in the Rust core).

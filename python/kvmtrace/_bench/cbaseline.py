@@ -18,6 +18,8 @@ from typing import Any
 
 CFLAGS = ("-O2", "-Wall", "-Wextra")
 SOURCE_NAME = "kvm_step.c"
+#: The package that ships SOURCE_NAME: this module's own (``__package__`` is typed Optional).
+SOURCE_PACKAGE = __name__.rpartition(".")[0]
 
 
 class CBaselineError(RuntimeError):
@@ -26,12 +28,12 @@ class CBaselineError(RuntimeError):
 
 def source_text() -> str:
     """The C source as shipped in the package."""
-    return resources.files(__package__).joinpath(SOURCE_NAME).read_text(encoding="utf-8")
+    return resources.files(SOURCE_PACKAGE).joinpath(SOURCE_NAME).read_text(encoding="utf-8")
 
 
 def source_path() -> Path:
     """Filesystem path of the shipped ``kvm_step.c`` (the package is installed unzipped)."""
-    p = resources.files(__package__).joinpath(SOURCE_NAME)
+    p = resources.files(SOURCE_PACKAGE).joinpath(SOURCE_NAME)
     return Path(os.fspath(p))  # type: ignore[arg-type]
 
 

@@ -55,7 +55,9 @@ def unicorn_missing() -> str | None:
 
 def unicorn_hot(calls: int, *, hook: bool) -> Measurement:
     """Run the same HOT_GUEST bytes in Unicorn (16-bit), optionally with UC_HOOK_CODE on the hot function."""
-    from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_16, Uc
+    # unicorn's __init__ re-exports Uc (its documented entry point) without marking it public,
+    # so pyright takes it for a private import of the py.typed package.
+    from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_16, Uc  # pyright: ignore[reportPrivateImportUsage]
     from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EIP
 
     mu = Uc(UC_ARCH_X86, UC_MODE_16)

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError, KvmTraceError
 from kvmtrace.machine import Machine
 

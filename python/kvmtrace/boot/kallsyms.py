@@ -135,13 +135,14 @@ def _names_fit(data: bytes, names: int, count: int, markers: list[int], limit: i
 
 def _addresses(data: bytes, offsets_at: int, base: int, count: int) -> np.ndarray:
     offs = np.frombuffer(data, dtype="<i4", count=count, offset=offsets_at).astype(np.int64)
-    base = np.int64(np.uint64(base).astype(np.int64))
+    # The same 64 bits as int64: a uint64 mixed with the int64 offsets would promote to float64.
+    signed_base = np.uint64(base).astype(np.int64)
     if (offs < 0).any():
         # CONFIG_KALLSYMS_ABSOLUTE_PERCPU: per-CPU symbols absolute, the rest negative
         # offsets from relative_base - 1.
-        addrs = np.where(offs >= 0, offs, base - 1 - offs)
+        addrs = np.where(offs >= 0, offs, signed_base - 1 - offs)
     else:
-        addrs = base + offs
+        addrs = signed_base + offs
     return addrs.astype(np.uint64)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.boot.symbols import kernel_symbols
 from kvmtrace.exceptions import ProgramError
 from kvmtrace.program import Program, Segment

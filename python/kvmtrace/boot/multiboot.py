@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import ProgramError
 from kvmtrace.program import Program, Segment, parse_elf
 

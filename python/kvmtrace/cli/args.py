@@ -63,7 +63,7 @@ def parse_addr(text: str, program: Any, what: str) -> int:
 
 def parse_break(spec: str, program: Any) -> Any:
     """``ADDR[:kind[:len]]`` as a HwBreakpoint."""
-    from kvmtrace import HwBreakpoint
+    from kvmtrace._core import HwBreakpoint
 
     parts = spec.split(":")
     what = f"--break {spec!r}"
@@ -125,7 +125,7 @@ def parse_window(spec: str, program: Any, what: str = "--window") -> Any:
 
 def guest_kind(guest: str, asm: bool, elf: bool, raw: bool) -> tuple[str, Path | None]:
     """("bundled" | "asm" | "elf" | "raw", the file): from the flags, else the file's magic or suffix."""
-    from kvmtrace import guests
+    import kvmtrace.guests as guests
 
     if sum((asm, elf, raw)) > 1:
         usage("pass at most one of --asm, --elf and --raw")
@@ -167,7 +167,7 @@ def guest_mode(kind: str, path: Path | None, mode: str | None) -> str:
 
 def load_guest(m: Any, kind: str, guest: str, path: Path | None, load_addr: int) -> Any:
     """Load the guest into Machine ``m``; the Program (symbols) it returns."""
-    from kvmtrace import guests
+    import kvmtrace.guests as guests
 
     if kind == "bundled":
         return m.load_asm(guests.source(guest))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 
 FORMAT = "kvmtrace-trace"
 FORMAT_VERSION = 1

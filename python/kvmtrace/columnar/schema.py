@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 
 #: The fixed columns of every trace, in order.
 COLUMNS: tuple[str, ...] = tuple(name for name, _ in _core.COLUMNS)

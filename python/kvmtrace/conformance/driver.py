@@ -272,7 +272,8 @@ class GuestRun:
                 kind = near or (items[-1][1].kind if items else None)
                 self.check(f"unexpected exit after {last_label}", Expect("none", kind=kind), observed[j])
                 continue
-            label, exp = items[i][0], items[i][1]
+            item = items[i]
+            label, exp = item[0], item[1]
             if j is None and stopped_before(k):
                 obs = Observation("not_reached", note=f"the vCPU stopped earlier: {self.stopped}")
             elif j is None:
@@ -280,9 +281,8 @@ class GuestRun:
                 obs = Observation("missing", note=f"not reported; the exits were: {seen or 'none'}")
             else:
                 obs = observed[j]
-            if len(items[i]) > 2:
-                reader = items[i][2]  # type: ignore[misc]
-                obs = _with_values(obs, reader())
+            if len(item) == 3:  # the item's reader of the values the guest stored
+                obs = _with_values(obs, item[2]())
             self.check(label, exp, obs)
             last_label = label
         return matched

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import Protocol
 
 from kvmtrace.conformance.facts import MODES
-from kvmtrace.conformance.findings import explaining
+from kvmtrace.conformance.findings import Finding, explaining
 from kvmtrace.conformance.model import Verdict
 from kvmtrace.conformance.render import finding_label
 from kvmtrace.conformance.result import Result
 
-if TYPE_CHECKING:  # only for the annotation: suite.py imports this module
-    from kvmtrace.conformance.suite import SuiteRun
+
+class SuiteRunView(Protocol):
+    """What the report reads of a suite run: :class:`kvmtrace.conformance.suite.SuiteRun`
+    has this shape (suite.py imports this module, so the report names the shape)."""
+
+    @property
+    def results(self) -> list[Result]: ...
+
+    @cached_property  # as SuiteRun has it: pyright does not let a cached_property satisfy a property
+    def findings(self) -> list[Finding]: ...
+
+    @property
+    def vendor_expectation(self) -> str | None: ...
+
+    def headline(self) -> str: ...
 
 
-def _cell(run: SuiteRun, r: Result | None) -> str:
+def _cell(run: SuiteRunView, r: Result | None) -> str:
     if r is None:
         return "-"
     numbers = explaining(run.findings, r.scenario, r.mode, informational=False)
@@ -23,7 +37,7 @@ def _cell(run: SuiteRun, r: Result | None) -> str:
     return text + ("" if not numbers else " " + ", ".join(finding_label(n) for n in numbers))
 
 
-def _matrix(run: SuiteRun) -> list[str]:
+def _matrix(run: SuiteRunView) -> list[str]:
     grid: dict[str, dict[str, Result]] = {}
     for r in run.results:
         grid.setdefault(r.scenario, {})[r.mode] = r
@@ -33,7 +47,7 @@ def _matrix(run: SuiteRun) -> list[str]:
     return out
 
 
-def _findings(run: SuiteRun) -> list[str]:
+def _findings(run: SuiteRunView) -> list[str]:
     out = ["| # | finding | aspect | runs | modes | expected | observed (first) |",
            "|---|---|---|---:|---|---|---|"]
     for n, f in enumerate(run.findings, 1):
@@ -43,7 +57,7 @@ def _findings(run: SuiteRun) -> list[str]:
     return out
 
 
-def _details(run: SuiteRun) -> list[str]:
+def _details(run: SuiteRunView) -> list[str]:
     out: list[str] = []
     for r in run.results:
         if r.verdict is Verdict.PASS:
@@ -60,7 +74,7 @@ def _details(run: SuiteRun) -> list[str]:
     return out
 
 
-def suite_markdown(run: SuiteRun) -> str:
+def suite_markdown(run: SuiteRunView) -> str:
     """The scenario x mode matrix first (verdict, checks matched, the findings that explain it),
     then the headline and the findings, then expected vs observed for every failing check."""
     vendor = run.vendor_expectation

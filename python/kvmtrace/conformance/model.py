@@ -101,7 +101,7 @@ def _guest_json(values: dict[str, int]) -> dict[str, Any] | None:
 class _ExitRecord:
     """The fields of one exit that a scenario compares (shared by Expect and Observation)."""
 
-    reason: str = "debug"
+    reason: str
     exception: int | None = None
     pc: int | None = None
     dr6: int | None = None
@@ -134,6 +134,7 @@ class Expect(_ExitRecord):
     not compared, it groups the differences of many runs into findings.
     """
 
+    reason: str = "debug"  # most expectations are a debug exit
     pc_in: tuple[int, int] | None = None
     kind: str | None = None
 
@@ -152,7 +153,6 @@ class Observation(_ExitRecord):
     ``insn``: the instruction at pc, decoded, where it matters (a KVM internal error).
     """
 
-    reason: str
     insn: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.columnar.files import why
 from kvmtrace.columnar.metadata import FORMAT, FORMAT_VERSION, META_KEY, loads
 from kvmtrace.columnar.schema import DTYPES

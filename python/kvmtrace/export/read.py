@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.columnar.metadata import regions_from_json
 from kvmtrace.columnar.schema import COLUMNS, column, optional_columns, pa, pq
 from kvmtrace.exceptions import TraceFileError

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError
 from kvmtrace.oracle.generator import DEFAULT_LENGTH, ProgramSpec
 from kvmtrace.oracle.pool import LocalPool, Outcome

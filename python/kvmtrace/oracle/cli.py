@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError, KvmTraceError
 
 console = Console()

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kvmtrace import _core
-from kvmtrace.oracle import report as K
+import kvmtrace._core as _core
+import kvmtrace.oracle.report as K
 from kvmtrace.oracle.devices import Devices
 from kvmtrace.oracle.kvm_side import KvmRun
 from kvmtrace.oracle.reference import RefStep

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 
 CONSOLE_PORT = _core.CONSOLE_PORT
 EXIT_PORT = _core.EXIT_PORT

@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError, ProgramError
 from kvmtrace.oracle.compare import compare
 from kvmtrace.oracle.kvm_side import KvmRun, run_kvm

@@ -5,8 +5,15 @@ for a mode's bitness, and the ``Code`` of each mnemonic/operand form."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import iced_x86 as ix
+
+if TYPE_CHECKING:
+    # iced's register and instruction-form values are plain ints at run time
+    # (``ix.Register.AL`` is an int); its stubs type them as these IntEnum classes.
+    from iced_x86._iced_x86_py import Code as IcedCode
+    from iced_x86._iced_x86_py import Register as IcedRegister
 
 C, R = ix.Code, ix.Register
 SIZES = (8, 16, 32, 64)
@@ -48,20 +55,20 @@ class Emitter:
         self.sizes = SIZES if bits == 64 else SIZES[:3]
 
     # Operands ------------------------------------------------------------------
-    def reg(self, num: int, size: int) -> int:
+    def reg(self, num: int, size: int) -> IcedRegister:
         return getattr(R, _GPR[num][SIZES.index(size)])
 
-    def addr_reg(self, num: int) -> int:
+    def addr_reg(self, num: int) -> IcedRegister:
         """The register ``num`` at the mode's address size (BX / EBX / RBX)."""
         return self.reg(num, self.bits)
 
-    def mem(self, base: int, disp: int, seg: int = R.NONE) -> ix.MemoryOperand:
+    def mem(self, base: int, disp: int, seg: IcedRegister = R.NONE) -> ix.MemoryOperand:
         # iced's displ_size: 1 for a disp8, else the address size in bytes (disp16, disp32, disp32 in 64-bit)
         wide = {16: 2, 32: 4, 64: 8}[self.bits]
         return ix.MemoryOperand(self.addr_reg(base), displ=disp, displ_size=1 if -128 <= disp < 128 else wide, seg=seg)
 
     @staticmethod
-    def code(name: str) -> int:
+    def code(name: str) -> IcedCode:
         return getattr(C, name)
 
     def stack_size(self) -> int:
@@ -92,7 +99,7 @@ class Emitter:
             return ix.Instruction.create_mem_i32(code, mem, value)
         return ix.Instruction.create_mem_u32(code, mem, value)
 
-    def _imm_form(self, mnem: str, size: int, imm: int) -> tuple[int, int]:
+    def _imm_form(self, mnem: str, size: int, imm: int) -> tuple[IcedCode, int]:
         if size == 64:  # imm32, sign-extended to 64 bits
             v = imm & 0xFFFFFFFF
             return self.code(f"{mnem}_RM64_IMM32"), v - (1 << 32) if v >> 31 else v
@@ -126,7 +133,7 @@ class Emitter:
         """A Code name that carries the mode's operand size: PUSHF -> PUSHFW/PUSHFD/PUSHFQ."""
         return stem + {16: "W", 32: "D", 64: "Q"}[self.bits]
 
-    def branch_code(self, name: str) -> int:
+    def branch_code(self, name: str) -> IcedCode:
         if name.startswith("LOOP_REL8"):
             return self.code(f"{name}_{self.bits}_{ {16: 'CX', 32: 'ECX', 64: 'RCX'}[self.bits]}")
         if name == "CALL_REL":

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import iced_x86 as ix
 
 from kvmtrace.oracle.emit import AX, BP, BX, CX, DI, DX, SI, Branch, Emitter, Item, Label
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.oracle.state import EFLAGS_BIT
 
 R = ix.Register

@@ -17,7 +17,7 @@ from typing import Any
 
 import iced_x86 as ix
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError
 from kvmtrace.oracle.emit import AX, BP, BX, Branch, Emitter, Item, Label, encode
 from kvmtrace.oracle.families import FAMILIES, MEM_WINDOW, Ctx

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.machine import Machine
 from kvmtrace.oracle.devices import Devices, WriteByte
 from kvmtrace.oracle.state import REGISTERS, State

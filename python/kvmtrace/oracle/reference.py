@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import UnsupportedError
 from kvmtrace.oracle.devices import EXIT_PORT, Devices
 from kvmtrace.oracle.state import RCX, REGISTERS, RIP, Decoded, State, decode

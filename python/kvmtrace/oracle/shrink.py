@@ -13,6 +13,7 @@ from typing import Any
 from kvmtrace.exceptions import KvmTraceError
 from kvmtrace.oracle.generator import ProgramSpec, generate
 from kvmtrace.oracle.report import Divergence
+from kvmtrace.oracle.spec_diff import diff_spec
 
 
 class Budget:
@@ -28,8 +29,6 @@ class Budget:
 
 
 def _divergence(spec: ProgramSpec, cause: tuple[str, str]) -> Divergence | None:
-    from kvmtrace.oracle.tasks import diff_spec
-
     try:
         report = diff_spec(spec)
     except KvmTraceError:

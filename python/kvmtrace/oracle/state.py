@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import iced_x86 as ix
 
-from kvmtrace import _core
+import kvmtrace._core as _core
+
+if TYPE_CHECKING:
+    # A plain int at run time; iced's stubs type register values as this IntEnum class.
+    from iced_x86._iced_x86_py import Register as IcedRegister
 
 REGISTERS: tuple[str, ...] = tuple(_core.GP_REGISTERS)
 State = tuple[int, ...]
@@ -80,7 +85,7 @@ def mnemonic_name(mnemonic: int) -> str:
     return _MNEMONIC_NAMES.get(mnemonic, str(mnemonic))
 
 
-def _full_index(reg: int) -> int | None:
+def _full_index(reg: IcedRegister) -> int | None:
     if not ix.RegisterExt.is_gpr(reg):
         return None
     name = _REGISTER_NAMES.get(ix.RegisterExt.full_register(reg))

@@ -33,7 +33,7 @@ from kvmtrace.cli.output import (
 )
 from kvmtrace.cli.progress import live_progress
 from kvmtrace.cli.summary import print_summary
-from kvmtrace.exceptions import InvalidConfigError, TraceFileError
+from kvmtrace.exceptions import GuestFaultError, InvalidConfigError, SinkError, TraceFileError
 
 NAME = "trace"
 
@@ -79,7 +79,8 @@ def command(
                                          "ring is written there only if the run ends with a fault."),
 ) -> None:
     """Run GUEST under KVM guest debugging and record every debug exit; print a summary."""
-    from kvmtrace import GuestDebug, Machine
+    from kvmtrace._core import GuestDebug
+    from kvmtrace.machine import Machine
 
     kind, path = guest_kind(guest, asm, elf, raw)
     mode_s = guest_mode(kind, path, mode)
@@ -117,7 +118,6 @@ def _parquet_sink(out: Path | None, m: Any, debug: Any, force: bool, program: An
     """The ParquetSink of ``--out`` (None without it): the engine writes its chunks straight to it."""
     if out is None:
         return None
-    from kvmtrace import SinkError
     from kvmtrace.export import ParquetSink
 
     try:
@@ -132,9 +132,6 @@ def _run(m: Any, debug: Any, sink: Any, part_rows: int, **limits: Any) -> tuple[
     A guest fault, a sink failure or Ctrl-C still yields the rows recorded before it
     (the exception's ``.trace``), so the summary covers them.
     """
-    from kvmtrace import SinkError
-    from kvmtrace.exceptions import GuestFaultError
-
     failure: BaseException | None = None
     code = EXIT_OK
     with live_progress(sink) as progress:
@@ -154,23 +151,29 @@ def _run(m: Any, debug: Any, sink: Any, part_rows: int, **limits: Any) -> tuple[
 
 def _report(t: Any, sink: Any, program: Any, title: str, top: int, analysis: bool) -> None:
     """The end-of-run summary: of the trace in memory, or of the dataset read back from disk."""
-    full = t
-    if sink is not None:
-        full = None
-        if t.event_count <= ANALYZE_LIMIT:
-            try:
-                full = read_stored_trace(sink.path, None)
-            except (TraceFileError, ImportError) as e:
-                print_warning(f"cannot read back {sink.path}: {e}")
-                full = t
+    if sink is None:
+        print_summary(t, program, title, top, analysis=analysis)
+        return
+    full = _read_back(t, sink)
     if full is None:
         where = escape(str(sink.path))
         console.print(f"{t.event_count:,} events streamed to {where}, stop reason {t.stop_reason.value}; "
                       f"run `kvmtrace show {where}` and `kvmtrace analyze {where}`")
     else:
         print_summary(full, program, title, top, analysis=analysis)
-    if sink is not None:
-        console.print(f"trace written to [bold]{escape(str(sink.path))}[/] ({sink.parts} part(s), {sink.rows:,} rows)")
-        if sink.rows < t.event_count:  # a part write failed (disk full, or Ctrl-C while writing it)
-            print_warning(f"{t.event_count - sink.rows:,} of the {t.event_count:,} events recorded are not in "
-                          f"{sink.path}: the dataset ends at its last complete part")
+    console.print(f"trace written to [bold]{escape(str(sink.path))}[/] ({sink.parts} part(s), {sink.rows:,} rows)")
+    if sink.rows < t.event_count:  # a part write failed (disk full, or Ctrl-C while writing it)
+        print_warning(f"{t.event_count - sink.rows:,} of the {t.event_count:,} events recorded are not in "
+                      f"{sink.path}: the dataset ends at its last complete part")
+
+
+def _read_back(t: Any, sink: Any) -> Any | None:
+    """The streamed dataset read back for the summary: None when it is too large to analyse
+    in memory, the trace in memory when the dataset cannot be read."""
+    if t.event_count > ANALYZE_LIMIT:
+        return None
+    try:
+        return read_stored_trace(sink.path, None)
+    except (TraceFileError, ImportError) as e:
+        print_warning(f"cannot read back {sink.path}: {e}")
+        return t
