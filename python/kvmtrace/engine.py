@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError
 from kvmtrace.trace import Trace
 

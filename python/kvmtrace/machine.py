@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, cast
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.columnar.sink import ParquetSink
 from kvmtrace.engine import IoHandler, Sink, run_trace
 from kvmtrace.boot.linux import KernelProgram, load_linux

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from kvmtrace import _core
+import kvmtrace._core as _core
 from kvmtrace.columnar.arrow import arrow_c_schema, arrow_c_stream, to_arrow
 from kvmtrace.columnar.metadata import window_from_dict
 from kvmtrace.columnar.parquet import write_parquet

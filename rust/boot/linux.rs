@@ -262,7 +262,7 @@ fn write_boot_gdt(mem: &GuestMemory) -> Result<()> {
 /// selectors, interrupts off, rsi = the zero page.
 pub fn boot_state(entry: u64) -> BootState {
     let mut s = kvm_sregs::default();
-    crate::kvm::vcpu::setup_sregs(&mut s, layout::Mode::Long);
+    crate::kvm::sregs::setup_sregs(&mut s, layout::Mode::Long);
     s.cs.selector = BOOT_CS;
     for seg in [&mut s.ds, &mut s.es, &mut s.fs, &mut s.gs, &mut s.ss] {
         seg.selector = BOOT_DS;

@@ -244,7 +244,7 @@ fn memory_map(size: u64) -> Vec<u8> {
 /// 32-bit protected mode, flat segments, paging off, EAX/EBX per the spec.
 pub fn boot_state(entry: u64) -> BootState {
     let mut s = kvm_sregs::default();
-    crate::kvm::vcpu::setup_sregs(&mut s, Mode::Protected);
+    crate::kvm::sregs::setup_sregs(&mut s, Mode::Protected);
     s.cr4 = 0;
     let regs = kvm_regs {
         rip: entry,

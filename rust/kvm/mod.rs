@@ -6,5 +6,7 @@ pub mod layout;
 pub mod memory;
 pub mod probe;
 pub mod regs;
+pub mod sregs;
 pub mod vcpu;
+mod vcpu_named;
 pub mod vm;

@@ -1,7 +1,7 @@
 //! One vCPU: mode setup, register access by name, guest-debug programming and a
 //! single `KVM_RUN` decoded into an [`Exit`]. No Python here.
 
-use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, CpuId, KVM_SYNC_X86_REGS};
+use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_sregs, CpuId, KVM_SYNC_X86_REGS};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use std::cell::Cell;
@@ -11,7 +11,7 @@ use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
 use crate::exits::{self, DebugEvent, Exit};
 use crate::kvm::layout::{self, Mode};
-use crate::kvm::regs::{self, RegClass};
+use crate::kvm::sregs::setup_sregs;
 
 /// An instruction-fault event the vCPU is parked on: resuming must step over it once
 /// with the trigger disarmed, or the same event would fire again.
@@ -47,7 +47,7 @@ fn decode_cold(res: std::result::Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Res
 }
 
 pub struct Vcpu {
-    fd: VcpuFd,
+    pub(super) fd: VcpuFd,
     pub index: usize,
     pub mode: Mode,
     /// Set when the last debug event was an instruction fault that resuming must step over.
@@ -149,7 +149,7 @@ impl Vcpu {
         self.ioctls.get()
     }
 
-    fn count(&self, n: u64) {
+    pub(super) fn count(&self, n: u64) {
         self.ioctls.set(self.ioctls.get() + n);
     }
 
@@ -180,75 +180,6 @@ impl Vcpu {
         let mut r = self.regs()?;
         r.rflags |= rflags::RF;
         self.set_regs(&r)
-    }
-
-    /// Read a register by name.
-    pub fn get(&self, name: &str) -> Result<u64> {
-        Ok(match regs::classify(name)? {
-            RegClass::Gp(g) => g.get(&self.regs()?),
-            RegClass::Seg(s, part) => {
-                let mut sr = self.sregs()?;
-                regs::seg_get(regs::seg_mut(&mut sr, s), part)
-            }
-            RegClass::Cr(n) => regs::cr_get(&self.sregs()?, n),
-            RegClass::Efer => self.sregs()?.efer,
-            RegClass::ApicBase => self.sregs()?.apic_base,
-            RegClass::Dr(n) => regs::dr_get(
-                &self
-                    .fd
-                    .get_debug_regs()
-                    .map_err(Error::kvm("KVM_GET_DEBUGREGS"))?,
-                n,
-            ),
-        })
-    }
-
-    /// Write a register by name.
-    pub fn set(&mut self, name: &str, v: u64) -> Result<()> {
-        let class = regs::classify(name)?;
-        self.settle()?;
-        match class {
-            RegClass::Gp(g) => {
-                let mut r = self.regs()?;
-                g.set(&mut r, v);
-                self.set_regs(&r)?;
-                if g == regs::Gp::Rip {
-                    self.parked = None;
-                }
-            }
-            RegClass::Seg(s, part) => {
-                let mut sr = self.sregs()?;
-                regs::seg_set(regs::seg_mut(&mut sr, s), part, v).map_err(|e| match e {
-                    Error::InvalidConfig { reason, .. } => Error::invalid(name, reason),
-                    e => e,
-                })?;
-                self.fd
-                    .set_sregs(&sr)
-                    .map_err(Error::kvm("KVM_SET_SREGS"))?;
-            }
-            RegClass::Cr(_) | RegClass::Efer | RegClass::ApicBase => {
-                let mut sr = self.sregs()?;
-                match class {
-                    RegClass::Cr(n) => regs::cr_set(&mut sr, n, v),
-                    RegClass::Efer => sr.efer = v,
-                    _ => sr.apic_base = v,
-                }
-                self.fd
-                    .set_sregs(&sr)
-                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
-            }
-            RegClass::Dr(n) => {
-                let mut d = self
-                    .fd
-                    .get_debug_regs()
-                    .map_err(Error::kvm("KVM_GET_DEBUGREGS"))?;
-                regs::dr_set(&mut d, n, v);
-                self.fd
-                    .set_debug_regs(&d)
-                    .map_err(|e| Error::invalid(name, format!("KVM refused {v:#x}: {e}")))?;
-            }
-        }
-        Ok(())
     }
 
     /// Program `KVM_SET_GUEST_DEBUG`; `extra` adds one-shot flags (injections).
@@ -410,62 +341,4 @@ impl Vcpu {
         mmio.data[..want].fill(0);
         mmio.data[..n].copy_from_slice(&data[..n]);
     }
-}
-
-fn seg(selector: u16, type_: u8, db: u8, l: u8, g: u8, limit: u32) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db,
-        s: 1,
-        l,
-        g,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
-
-/// Segment, control and table registers for each mode (flat segments, base 0).
-pub fn setup_sregs(s: &mut kvm_sregs, mode: Mode) {
-    match mode {
-        Mode::Real => {
-            let code = seg(0, 0xb, 0, 0, 0, 0xffff);
-            let data = seg(0, 0x3, 0, 0, 0, 0xffff);
-            s.cs = code;
-            (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
-            s.cr0 = 0x10 | 0x20; // ET, NE
-            s.cr4 = 0;
-            s.efer = 0;
-            s.idt.base = layout::IVT;
-            s.idt.limit = 0x3ff;
-        }
-        Mode::Protected => {
-            s.cs = seg(layout::SEL_CODE32, 0xb, 1, 0, 1, 0xffff_ffff);
-            let data = seg(layout::SEL_DATA, 0x3, 1, 0, 1, 0xffff_ffff);
-            (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
-            s.cr0 = 0x1 | 0x10 | 0x20; // PE, ET, NE
-            s.cr4 = 0x600; // OSFXSR, OSXMMEXCPT
-            s.efer = 0;
-            s.idt.base = layout::IDT;
-            s.idt.limit = (256 * 8 - 1) as u16;
-        }
-        Mode::Long => {
-            s.cs = seg(layout::SEL_CODE64, 0xb, 0, 1, 1, 0xffff_ffff);
-            let data = seg(layout::SEL_DATA, 0x3, 1, 0, 1, 0xffff_ffff);
-            (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
-            s.cr0 = 0x8005_0033; // PG, WP, NE, ET, MP, PE
-            s.cr3 = layout::PML4;
-            s.cr4 = 0x620; // PAE, OSFXSR, OSXMMEXCPT
-            s.efer = 0x500; // LME, LMA
-            s.idt.base = layout::IDT;
-            s.idt.limit = (256 * 16 - 1) as u16;
-        }
-    }
-    s.gdt.base = layout::GDT;
-    s.gdt.limit = (8 * 5 - 1) as u16;
 }

@@ -11,55 +11,17 @@ use crate::error::Error;
 use crate::exits::Exit;
 use crate::kvm::layout::{self, Mode};
 use crate::kvm::regs;
-use crate::kvm::vcpu::Vcpu;
-use crate::kvm::vm::{Vm, VmConfig};
-use crate::py::args::{bool_arg, bytes_arg, opt_u64_arg, small_arg, str_arg, u64_arg};
+use crate::kvm::vm::Vm;
+use crate::py::args::{bytes_arg, small_arg, str_arg, u64_arg};
 use crate::py::debug::PyGuestDebug;
 use crate::py::detach::{detached, Signals};
 use crate::py::exit::PyExit;
 use crate::py::hooks::PyHooks;
+use crate::py::machine_state::{caps_dict, vm_config, Inner};
 use crate::py::progress::PyProgress;
 use crate::py::run;
 use crate::py::trace::PyTrace;
 use crate::py::trace_args::{TraceArgs, TraceArgsIn};
-
-/// Code regions copied into a Trace for later decoding, at most this many bytes.
-const MAX_CODE_SNAPSHOT: usize = 1 << 20;
-
-pub(crate) struct Inner {
-    pub(crate) vm: Vm,
-    /// Regions loaded as code, copied into every trace.
-    regions: Vec<(u64, usize)>,
-}
-
-impl Inner {
-    pub(crate) fn code_snapshot(&self) -> Vec<(u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut budget = MAX_CODE_SNAPSHOT;
-        for &(a, n) in &self.regions {
-            let n = n.min(budget);
-            if n == 0 {
-                break;
-            }
-            if let Ok(b) = self.vm.mem.read_vec(a, n) {
-                out.push((a, b));
-                budget -= n;
-            }
-        }
-        out
-    }
-}
-
-/// Every named register of `vcpu` (those it can read).
-pub(crate) fn register_dict<'py>(py: Python<'py>, vcpu: &Vcpu) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for n in regs::ALL_NAMES {
-        if let Ok(v) = vcpu.get(n) {
-            d.set_item(*n, v)?;
-        }
-    }
-    Ok(d)
-}
 
 fn guest_debug_arg(debug: &Bound<'_, PyAny>) -> PyResult<GuestDebug> {
     Ok(debug
@@ -142,36 +104,14 @@ impl PyMachine {
         vcpus: Option<&Bound<'_, PyAny>>,
         irqchip: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let memory_size = opt_u64_arg(memory_size, "memory_size")?.unwrap_or(16 << 20);
-        let mode = match mode {
-            Some(m) if !m.is_none() => Mode::parse(&str_arg(m, "mode")?)?,
-            _ => Mode::Long,
-        };
-        let vcpus: usize = match vcpus {
-            Some(v) if !v.is_none() => small_arg(v, "vcpus")?,
-            _ => 1,
-        };
-        let irqchip = match irqchip {
-            Some(b) if !b.is_none() => bool_arg(b, "irqchip")?,
-            _ => false,
-        };
-        let cfg = VmConfig {
-            memory_size,
-            mode,
-            vcpus,
-            irqchip,
-            devices: Default::default(),
-        };
+        let cfg = vm_config(memory_size, mode, vcpus, irqchip)?;
         let vm = detached(py, |_| Vm::new(&cfg))?;
         Ok(PyMachine {
-            inner: Mutex::new(Some(Inner {
-                vm,
-                regions: Vec::new(),
-            })),
-            mode,
-            memory_size,
-            vcpus,
-            irqchip,
+            inner: Mutex::new(Some(Inner::new(vm))),
+            mode: cfg.mode,
+            memory_size: cfg.memory_size,
+            vcpus: cfg.vcpus,
+            irqchip: cfg.irqchip,
         })
     }
 
@@ -227,15 +167,7 @@ impl PyMachine {
     #[getter]
     fn host_caps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let caps = self.with(|i| Ok(i.vm.caps.clone()))?;
-        let d = PyDict::new(py);
-        d.set_item("api_version", caps.api_version)?;
-        d.set_item("guest_debug_flags", caps.guest_debug_flags)?;
-        d.set_item("set_guest_debug2", caps.guest_debug2)?;
-        d.set_item("sync_regs", caps.sync_regs)?;
-        d.set_item("debugregs", caps.debugregs)?;
-        d.set_item("max_vcpus", caps.max_vcpus)?;
-        d.set_item("irqchip", caps.irqchip)?;
-        Ok(d)
+        caps_dict(py, &caps)
     }
 
     /// Host behaviour kvmtrace probed (once per process, on a throwaway VM):

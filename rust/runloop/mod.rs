@@ -12,6 +12,7 @@ pub mod config;
 pub mod hits;
 pub mod hooks;
 mod port_io;
+mod resume;
 pub mod step_over;
 pub mod stop;
 #[cfg(test)]

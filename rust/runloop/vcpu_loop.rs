@@ -3,7 +3,6 @@
 
 use crate::arch::{dr6, VECTOR_BP};
 use crate::clock::TraceClock;
-use crate::debug::flags::KVM_GUESTDBG_INJECT_BP;
 use crate::devices::Devices;
 use crate::error::{Callback, Error};
 use crate::exits::DebugEvent;
@@ -15,7 +14,7 @@ use crate::recorder::{Columns, Record, NO_WINDOW};
 use super::config::TraceConfig;
 use super::hits::Hits;
 use super::hooks::Hooks;
-use super::step_over::{self, Int3Patches, MAX_REFIRES};
+use super::step_over::Int3Patches;
 use super::stop::{Control, StopReason};
 use super::window::{DebugSet, Transition, WindowPlan, WindowState};
 
@@ -68,32 +67,32 @@ pub(super) enum Flow {
 /// The settings the hot path reads on every event, copied out of the shared
 /// configuration: fields of the loop itself stay in registers across `KVM_RUN`.
 #[derive(Clone, Copy)]
-struct Hot {
+pub(super) struct Hot {
     clock: TraceClock,
     regs: bool,
     faults: bool,
     stop_at: Option<u64>,
-    max_events: u64,
+    pub(super) max_events: u64,
     sink_rows: usize,
     windows: bool,
 }
 
 pub struct VcpuLoop<'a, O: Outbox, R: Record> {
     pub(super) env: &'a Env<'a>,
-    hot: Hot,
+    pub(super) hot: Hot,
     pub(super) vcpu: &'a mut Vcpu,
-    out: O,
-    rec: R,
+    pub(super) out: O,
+    pub(super) rec: R,
     /// The configuration the vCPU runs under now (windows switch it).
-    cur: &'a DebugSet,
-    windows: WindowState,
-    hits: Hits,
-    seq: u64,
-    exits: u64,
+    pub(super) cur: &'a DebugSet,
+    pub(super) windows: WindowState,
+    pub(super) hits: Hits,
+    pub(super) seq: u64,
+    pub(super) exits: u64,
     pub(super) console: Vec<u8>,
     /// The fault being stepped over (its trigger disarmed), if any.
-    stepping: Option<Parked>,
-    refires: u32,
+    pub(super) stepping: Option<Parked>,
+    pub(super) refires: u32,
     published: (u64, u64),
 }
 
@@ -202,48 +201,6 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
         }
     }
 
-    /// The linear address the vCPU will execute next.
-    fn linear_pc(&self) -> Option<u64> {
-        let rip = self.vcpu.get("rip").ok()?;
-        Some(rip + self.vcpu.get("cs_base").ok()?)
-    }
-
-    /// Resume past an instruction fault the previous run stopped on.
-    #[cold]
-    #[inline(never)]
-    fn resume_parked(&mut self) -> Flow {
-        let Some(p) = self.vcpu.parked.take() else {
-            return Flow::Go;
-        };
-        let (env, debug) = (self.env, &self.cur.debug);
-        let still_armed = step_over::fault_of(debug, &step_over::synthetic_hit(debug, p));
-        if self.linear_pc() == Some(p.pc()) && still_armed.is_some() {
-            let resumed = if matches!(p, Parked::HwExec { .. }) && env.rf_resume {
-                self.vcpu.set_rf_now()
-            } else {
-                let begun = step_over::begin(self.vcpu, env.mem, debug, env.patches, p);
-                begun.map(|()| self.stepping = Some(p))
-            };
-            if let Err(e) = resumed {
-                return Flow::Stop(self.fail(e));
-            }
-        }
-        Flow::Go
-    }
-
-    /// Stopped in the middle of a step-over: re-arm, and stay parked if the
-    /// instruction has not run yet.
-    #[cold]
-    #[inline(never)]
-    fn finish_step_over(&mut self) {
-        if let Some(p) = self.stepping.take() {
-            let _ = step_over::end(self.vcpu, self.env.mem, &self.cur.debug, p);
-            if self.linear_pc() == Some(p.pc()) {
-                self.vcpu.parked = Some(p);
-            }
-        }
-    }
-
     /// The hot path: one debug exit recorded. Everything rare (a step-over ending,
     /// a window opening or closing, a breakpoint hit, the guest's own INT3, a fault
     /// to park on, a stop) is out of line, so this stays small enough to keep its
@@ -306,26 +263,6 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
         Flow::Go
     }
 
-    /// The step over a fault ended with `ev`: re-arm, and decide whether `ev` is
-    /// recorded (Err: the vCPU stops).
-    #[cold]
-    #[inline(never)]
-    fn end_step_over(&mut self, p: Parked, ev: &DebugEvent) -> Result<bool, Flow> {
-        let debug = &self.cur.debug;
-        if let Err(e) = step_over::end(self.vcpu, self.env.mem, debug, p) {
-            return Err(Flow::Stop(self.fail(e)));
-        }
-        self.refires = if step_over::refired(debug, p, ev) {
-            self.refires + 1
-        } else {
-            0
-        };
-        if self.refires >= MAX_REFIRES {
-            return Err(Flow::Stop(StopReason::NoProgress(ev.pc)));
-        }
-        Ok(step_over::records_after_step(&self.cur.debug, ev))
-    }
-
     /// Which window `ev` belongs to, and whether it opens or closes one.
     #[inline(never)]
     fn window_event(&mut self, ev: &DebugEvent) -> (i32, Transition) {
@@ -349,53 +286,6 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
         };
         self.hot.faults = !self.cur.faults.is_none();
         self.vcpu.apply_debug(Some(&self.cur.debug), 0)
-    }
-
-    /// What follows an event other than a plain recorded one: the guest's own INT3
-    /// goes back to the guest, a stop condition ends the vCPU (parked on its fault),
-    /// a fault is stepped over. None: go on.
-    #[cold]
-    #[inline(never)]
-    fn after_event(
-        &mut self,
-        ev: &DebugEvent,
-        record: bool,
-        parked: Option<Parked>,
-    ) -> Option<Flow> {
-        let env = self.env;
-        if let Some(Parked::SwBreakpoint { addr }) = parked {
-            self.hits.on_sw(addr);
-        }
-        if ev.exception == u32::from(VECTOR_BP) && parked.is_none() {
-            // The guest's own INT3: deliver it to the guest as the hardware would.
-            if let Err(e) = self
-                .vcpu
-                .apply_debug(Some(&self.cur.debug), KVM_GUESTDBG_INJECT_BP)
-            {
-                return Some(Flow::Stop(self.fail(e)));
-            }
-        }
-        if record && env.cfg.stop_at == Some(ev.pc) {
-            self.vcpu.parked = parked;
-            return Some(Flow::Stop(StopReason::StopAt));
-        }
-        if record && self.seq >= self.hot.max_events {
-            self.vcpu.parked = parked;
-            return Some(Flow::Stop(StopReason::MaxEvents));
-        }
-        match parked {
-            Some(Parked::HwExec { .. }) if env.rf_resume => self.vcpu.set_rf_on_entry(),
-            Some(p) => {
-                if let Err(e) =
-                    step_over::begin(self.vcpu, env.mem, &self.cur.debug, env.patches, p)
-                {
-                    return Some(Flow::Stop(self.fail(e)));
-                }
-                self.stepping = Some(p);
-            }
-            None => {}
-        }
-        None
     }
 
     #[cold]
