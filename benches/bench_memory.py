@@ -10,7 +10,10 @@
   and, for contrast, ``memory`` (no sink: RSS grows with the trace); Parquet also
   with 3 and with 18 registers captured per event (wider rows, bigger chunks).
   Requirement for the sinks: peak RSS < 300 MiB whatever the event count, i.e.
-  flat between the two sizes. The 100M-event proof takes ~15-20 minutes here:
+  flat between the two sizes;
+* ``test_ring_peak_rss``: the same subprocess measure for the flight recorder
+  (``ring=RING_ROWS``, one million rows kept) at both sizes: peak RSS is the ring's
+  fixed memory, flat in the run length. The 100M-event proof takes ~15-20 minutes here:
 
       KVMTRACE_BENCH_STREAM_EVENTS=5000000,100000000 \\
           python -m pytest --benchmark-enable -p no:cacheprovider \\
@@ -92,3 +95,25 @@ def test_streaming_peak_rss(benchmark, kvm_available, sizes, kind, registers, tm
         t = kvmtrace.read_trace(tmp_path / f"run-{small}.parquet")
         assert len(t) == small
         bench.check_step_loop(t.pc, t.dr6, t.exception, t.seq)
+
+
+@pytest.mark.timeout(6 * 3600)
+@pytest.mark.benchmark(group="memory_streaming")
+def test_ring_peak_rss(benchmark, kvm_available, sizes):
+    small, large = sizes.stream_events
+    results = {}
+    for n in (small, large):
+        run = (lambda n=n: bench.measure_rss(n, "ring", timeout=_stream_timeout(n)))
+        results[n] = benchmark.pedantic(run, rounds=1, iterations=1) if n == large else run()
+    for n, r in results.items():
+        assert r["events"] == n and r["stop"] == "max_events", r
+        assert r["rows_in_memory"] == min(n, bench.RING_ROWS) and r["dropped_events"] == max(0, n - bench.RING_ROWS)
+    r_small, r_large = results[small], results[large]
+    benchmark.extra_info.update(
+        kind="ring", ring_rows=bench.RING_ROWS, events_small=small, events_large=large,
+        peak_rss_mib_small=r_small["peak_rss_bytes"] / MIB, peak_rss_mib_large=r_large["peak_rss_bytes"] / MIB,
+        peak_rss_growth_mib=(r_large["peak_rss_bytes"] - r_small["peak_rss_bytes"]) / MIB,
+        ring_memory_mib=r_large["memory_bytes"] / MIB, events_per_s=r_large["events_per_s"],
+    )
+    if small >= bench.RING_ROWS:  # both runs fill the ring: the same memory
+        assert r_large["memory_bytes"] == r_small["memory_bytes"]

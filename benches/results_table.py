@@ -35,6 +35,11 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             notes.append(f"{_n(e['cpu_events_per_s'])} events per CPU-second")
         if "cost_per_hit_us" in e:
             notes.append(f"cost per hit {e['cost_per_hit_us']:.2f} us")
+        if "cost_per_window_us" in e:
+            notes.append(f"cost per window of {e['steps_per_window']} steps {e['cost_per_window_us']:.2f} us "
+                         f"({e['window_over_trigger_us']:.2f} us over the trigger hit alone)")
+        if e.get("kind") == "ring":
+            notes.append(f"ring of {e['ring_rows']:,} rows ({e['ring_memory_mib']:.0f} MiB)")
         if "seconds_rounds" in e:
             s = sorted(e["seconds_rounds"])
             notes.append(f"{e.get('calls', 0):,} calls in {s[len(s) // 2] * 1e3:.1f} ms (median)")

@@ -44,16 +44,18 @@ from kvmtrace._bench.dense import (
 from kvmtrace._bench.guests import MEMORY_SIZE
 from kvmtrace._bench.machine_info import describe_machine, kvm_missing, machine_info
 from kvmtrace._bench.measure import BenchCheckError, Measurement, cost_per_hit, interleave, summarize
-from kvmtrace._bench.memory import RSS_LIMIT_BYTES, NullSink, measure_rss, parquet_missing, rss_child
+from kvmtrace._bench.memory import RING_ROWS, RSS_LIMIT_BYTES, NullSink, measure_rss, parquet_missing, rss_child
 from kvmtrace._bench.report import FULL, QUICK, main
-from kvmtrace._bench.sparse import HOT_ADDR, kvmtrace_hot, unicorn_hot, unicorn_missing
+from kvmtrace._bench.sparse import HOT_ADDR, HOT_FUNC_STEPS, kvmtrace_hot, kvmtrace_hot_window, unicorn_hot, unicorn_missing
 
 __all__ = [
     "FULL",
     "HOT_ADDR",
+    "HOT_FUNC_STEPS",
     "MEMORY_SIZE",
     "QUICK",
     "REGS",
+    "RING_ROWS",
     "RSS_LIMIT_BYTES",
     "TARGET_RATIO",
     "WIDE_PCS",
@@ -69,6 +71,7 @@ __all__ = [
     "interleave",
     "kvm_missing",
     "kvmtrace_hot",
+    "kvmtrace_hot_window",
     "kvmtrace_step_loop",
     "machine_info",
     "main",

@@ -17,6 +17,8 @@ from kvmtrace._bench.guests import LOAD_ADDR, MEMORY_SIZE, STEP_LOOP
 from kvmtrace._bench.measure import BenchCheckError
 
 RSS_LIMIT_BYTES = 300 << 20
+#: Rows the flight-recorder runs keep ("ring" kind): the last million events.
+RING_ROWS = 1_000_000
 """Peak process RSS allowed while streaming a trace to a sink, whatever the event count."""
 
 
@@ -59,8 +61,9 @@ def rss_child(events: int, kind: str, path: str | None = None, sink_rows: int | 
               registers: Sequence[str] = ()) -> dict[str, Any]:
     """In a fresh process: single-step STEP_LOOP for ``events`` exits and report memory.
 
-    ``kind``: "memory" (no sink: rows kept in memory), "null" (:class:`NullSink`)
-    or "parquet" (``sink=path``). Peak RSS is VmHWM of this process.
+    ``kind``: "memory" (no sink: rows kept in memory), "null" (:class:`NullSink`),
+    "parquet" (``sink=path``) or "ring" (a ring of RING_ROWS rows, no sink). Peak
+    RSS is VmHWM of this process.
     """
     with kvmtrace.Machine(memory_size=MEMORY_SIZE, mode="real") as m:
         m.load(STEP_LOOP, LOAD_ADDR)
@@ -73,10 +76,12 @@ def rss_child(events: int, kind: str, path: str | None = None, sink_rows: int | 
             if not path:
                 raise ValueError("parquet needs a path")
             sink = path
-        elif kind != "memory":
+        elif kind not in ("memory", "ring"):
             raise ValueError(f"unknown kind {kind!r}")
+        ring = RING_ROWS if kind == "ring" else None
+        # A ring's max_events counts every event recorded (kept or overwritten).
         t = m.trace(kvmtrace.GuestDebug(single_step=True), max_events=events, sink=sink,
-                    sink_rows=sink_rows, registers=tuple(registers))
+                    sink_rows=sink_rows, registers=tuple(registers), ring=ring)
     out = {
         "events": t.event_count,
         "rows_in_memory": len(t),
@@ -87,6 +92,7 @@ def rss_child(events: int, kind: str, path: str | None = None, sink_rows: int | 
         "vm_hwm_kib": _proc_status_kib("VmHWM"),
         "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "memory_bytes": t.memory_bytes,
+        "dropped_events": t.dropped_events,
     }
     if kind == "parquet" and path:
         out["file_bytes"] = _tree_size(Path(path))

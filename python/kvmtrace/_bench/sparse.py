@@ -44,6 +44,29 @@ def kvmtrace_hot(calls: int, *, breakpoint: bool) -> Measurement:
                                                  "ioctls_per_hit": per_hit, "rf_resume": m.host["rf_resume"]})
 
 
+#: Instructions of the hot function (inc, add, xor, ret): a window that steps it whole.
+HOT_FUNC_STEPS = 4
+
+
+def kvmtrace_hot_window(calls: int, steps: int = HOT_FUNC_STEPS) -> Measurement:
+    """HOT_GUEST with a window on the hot function: free between calls, ``steps``
+    single steps from each call (the trigger hit is each window's first row)."""
+    with kvmtrace.Machine(memory_size=MEMORY_SIZE, mode="real") as m:
+        m.load(make_hot_guest(calls), LOAD_ADDR)
+        m.set_entry(LOAD_ADDR)
+        t = m.trace(window=kvmtrace.Window(HOT_ADDR, steps=steps))
+    name = f"kvmtrace window ({steps} steps)"
+    if t.stop_reason != kvmtrace.StopReason.EXIT_PORT:
+        raise BenchCheckError(f"{name}: the hot guest stopped with {t.stop_reason}, expected exit_port")
+    if t.windows != calls or len(t) != calls * (steps + 1):
+        raise BenchCheckError(f"{name}: {t.windows} windows and {len(t)} rows, expected {calls} and "
+                              f"{calls * (steps + 1)}")
+    if not np.all(t.pc[:: steps + 1] == HOT_ADDR):
+        raise BenchCheckError(f"{name}: a window does not open at {HOT_ADDR:#x}")
+    return Measurement(name, len(t), t.elapsed_s, {"calls": calls, "windows": t.windows, "exits": t.exits,
+                                                   "ioctls": t.ioctls, "ioctls_per_window": (t.ioctls - 1) / calls})
+
+
 def unicorn_missing() -> str | None:
     """None if Unicorn can be imported, else why not."""
     try:
