@@ -38,6 +38,15 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         if "cost_per_window_us" in e:
             notes.append(f"cost per window of {e['steps_per_window']} steps {e['cost_per_window_us']:.2f} us "
                          f"({e['window_over_trigger_us']:.2f} us over the trigger hit alone)")
+        if "programs_per_s" in e:
+            notes.append(f"{e['programs']:,} programs ({e['steps']:,} steps) at {e['programs_per_s']:.1f} programs/s, "
+                         f"{e['workers']} workers, {e['backend']}")
+        elif "steps_per_s" in e:
+            notes.append(f"{e['steps']:,} steps diffed at {e['steps_per_s']:,.0f} steps/s (KVM {e['kvm_s']:.2f} s, "
+                         f"reference {e['reference_s']:.2f} s, compare {e['compare_s']:.2f} s)")
+        if "user_ns_per_exit_over_C" in e:
+            notes.append(f"user CPU {e['user_ns_per_exit']:.0f} ns/exit vs C {e['C_user_ns_per_exit']:.0f} "
+                         f"(+{e['user_ns_per_exit_over_C']:.0f} ns median per round)")
         if e.get("kind") == "ring":
             notes.append(f"ring of {e['ring_rows']:,} rows ({e['ring_memory_mib']:.0f} MiB)")
         if "seconds_rounds" in e:

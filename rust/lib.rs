@@ -1,8 +1,10 @@
 //! kvmtrace's Rust core. This file only wires the Python module.
 //!
 //! The engine: `arch/` (x86 debug facts), `debug/` (the guest-debug model), `kvm/`
-//! (VM, vCPU, memory, registers), `exits.rs` (decoding), `recorder.rs` (columns),
-//! `runloop/` (the KVM_RUN loop), `kick.rs`. `py/` holds the bindings.
+//! (VM, vCPU, memory, registers), `exits.rs` (decoding), `recorder/` (columns, the
+//! ring), `runloop/` (the KVM_RUN loop, windows), `kick.rs`, `clock.rs`; `boot/`
+//! and `devices/` for real kernels. `py/` holds the bindings. See
+//! docs/ARCHITECTURE.md.
 
 pub mod arch;
 pub mod boot;

@@ -77,7 +77,7 @@ def test_entry_point_subprocess(tmp_path):  # type: ignore[no-untyped-def]
         (("trace",), "Missing argument 'guest'"),
         (("trace", "no-such-guest.elf"), "guest file 'no-such-guest.elf' not found"),
         pytest.param(("trace", "demo", "--break", "nosuch"), "unknown symbol 'nosuch'", marks=KVM),
-        pytest.param(("trace", "demo", "--break", "0x8000:jump"), "kind 'jump' is not one of exec, write, rw, io", marks=KVM),
+        pytest.param(("trace", "demo", "--break", "0x8000:jump"), "kind 'jump' is not one of exec, write, io, rw", marks=KVM),
         pytest.param(("trace", "demo", "--break", "0x8000:write:3"), "length 3 is not 1, 2, 4 or 8", marks=KVM),
         pytest.param(("trace", "demo", "--break", "0x8001:write:8"), "not aligned", marks=KVM),
         pytest.param(("trace", "demo", "--break", "1", "--break", "2", "--break", "3", "--break", "4", "--break",

@@ -43,6 +43,10 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "Progress",
     "REGISTER_NAMES",
+    "RFLAGS_IF",
+    "RFLAGS_IOPL",
+    "RFLAGS_RF",
+    "RFLAGS_TF",
     "STOP_REASONS",
     "SinkError",
     "StopReason",
@@ -52,6 +56,7 @@ __all__ = [
     "UnsupportedError",
     "VECTOR_BP",
     "VECTOR_DB",
+    "VECTOR_UD",
     "Window",
     "__version__",
     "boot_linux",
@@ -77,6 +82,11 @@ EXIT_PORT: Final[int]
 # rust/recorder.rs, rust/runloop/stop.rs), exported by rust/py/facts.rs.
 VECTOR_DB: Final[int]
 VECTOR_BP: Final[int]
+VECTOR_UD: Final[int]
+RFLAGS_TF: Final[int]
+RFLAGS_IF: Final[int]
+RFLAGS_IOPL: Final[int]
+RFLAGS_RF: Final[int]
 GUESTDBG_FLAGS: Final[dict[int, str]]
 LEGACY_GUESTDBG_FLAGS: Final[int]
 GP_REGISTERS: Final[tuple[str, ...]]

@@ -165,6 +165,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDr7>()?;
     m.add("VECTOR_DB", arch::VECTOR_DB)?;
     m.add("VECTOR_BP", arch::VECTOR_BP)?;
+    m.add("VECTOR_UD", arch::VECTOR_UD)?;
+    m.add("RFLAGS_TF", arch::rflags::TF)?;
+    m.add("RFLAGS_IF", arch::rflags::IF)?;
+    m.add("RFLAGS_IOPL", arch::rflags::IOPL_MASK)?;
+    m.add("RFLAGS_RF", arch::rflags::RF)?;
     let f = PyDict::new(py);
     for (bit, name) in flags::ALL {
         f.set_item(bit, name)?;

@@ -1,12 +1,11 @@
 //! The tracing `KVM_RUN` loop: orchestration. Plain Rust: Python is reached only
 //! through the [`Hooks`] trait, implemented in `py/`.
 //!
-//! A one-vCPU trace runs its [`vcpu_loop::VcpuLoop`] on the calling thread, doing
-//! the coordinator's duties between exits ([`run_inline`]). With several vCPUs each
-//! runs on its own native thread and the calling thread coordinates: it passes
+//! Every vCPU runs its [`vcpu_loop::VcpuLoop`] on a native thread of its own (one
+//! thread for a one-vCPU trace too), and the calling thread coordinates: it passes
 //! finished chunks to the sink, polls for Ctrl-C through `Hooks::poll`, enforces
 //! the timeout, and kicks vCPU threads out of `KVM_RUN` when the trace must stop
-//! (see `kick.rs`).
+//! (see `kick.rs`). Per-vCPU rows are merged by host time when all have stopped.
 
 pub mod config;
 pub mod hits;
@@ -330,8 +329,9 @@ fn assemble(
         parts.pop().unwrap_or_default()
     } else {
         // In memory, seq is the global order; streamed rows keep per-vCPU seq (the
-        // parts already on disk were numbered that way).
-        Columns::merge(parts, cfg.sink_rows.is_none())
+        // parts already on disk were numbered that way), and so do a ring's rows
+        // (each vCPU's seq is the event's place in that vCPU's run).
+        Columns::merge(parts, cfg.sink_rows.is_none() && cfg.ring.is_none())
     };
     if !unflushed.is_empty() {
         let mut all: Vec<&Columns> = unflushed.iter().map(|c| &**c).collect();

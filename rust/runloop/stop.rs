@@ -114,6 +114,7 @@ impl StopReason {
                 | StopReason::Hlt
                 | StopReason::Io { .. }
                 | StopReason::Mmio { .. }
+                | StopReason::NoProgress(_)
         )
     }
 

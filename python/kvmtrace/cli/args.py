@@ -13,7 +13,7 @@ from kvmtrace._core import MODES, Dr7
 from kvmtrace.cli.output import usage
 from kvmtrace.exceptions import InvalidConfigError
 
-BP_KINDS = ("exec", "write", "rw", "io")  # the names Dr7.RW_BITS encodes, in the order help lists them
+BP_KINDS = tuple(Dr7.RW_BITS)  # the breakpoint kinds DR7's R/W field encodes
 BP_LENGTHS = tuple(sorted(Dr7.LEN_BITS))
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32 = 1  # e_ident[EI_CLASS] of a 32-bit ELF

@@ -6,8 +6,8 @@ machine, os, python), ``host_caps``, ``mode``, ``vcpus``, ``debug``
 (``GuestDebug.to_dict()``), ``registers``, ``symbols`` ([name, addr, size, kind]),
 ``entry``, ``part``, ``rows``, ``first_row``, ``final``, ``code_regions`` and, when
 the run has ended, ``stop_reason``, ``stop_detail``, ``per_vcpu_stop``, ``console``,
-``event_count``, ``exits``, ``start_ns``, ``end_ns`` and the trace's free ``metadata``.
-Bytes inside JSON values are ``{"$bytes": base64}``.
+``event_count``, ``exits``, ``start_ns``, ``end_ns``, ``dropped_events``, ``hits``,
+``windows``, ``window`` and the trace's free ``metadata``. Bytes inside JSON values are ``{"$bytes": base64}``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ from kvmtrace._core import (
     GUESTDBG_FLAGS,
     MODE_BITS,
     MODES,
+    RFLAGS_IF,
+    RFLAGS_IOPL,
+    RFLAGS_RF,
     VECTOR_BP,
     VECTOR_DB,
+    VECTOR_UD,
     Dr6,
     Dr7,
 )
@@ -33,14 +37,10 @@ LEN_BITS = Dr7.LEN_BITS
 DB_VECTOR = VECTOR_DB
 BP_VECTOR = VECTOR_BP
 
-# Not (yet) exported by kvmtrace._core; defined here once for the suite.
 #: #UD, vector 6 (SDM Vol.3A Table 6-1).
-UD_VECTOR = 6
-#: RFLAGS.RF, bit 16: no instruction breakpoint for the next instruction (SDM Vol.1 §3.4.3.3).
-RFLAGS_RF = 1 << 16
-#: RFLAGS.IF (bit 9) and IOPL (bits 12-13) (SDM Vol.1 §3.4.3).
-RFLAGS_IF = 1 << 9
-RFLAGS_IOPL = 3 << 12
+UD_VECTOR = VECTOR_UD
+# RFLAGS_RF (bit 16, SDM Vol.1 §3.4.3.3), RFLAGS_IF (bit 9) and RFLAGS_IOPL (bits
+# 12-13) come from _core as imported above.
 
 __all__ = [
     "BP_VECTOR", "DB_VECTOR", "DR6_B", "DR6_BD", "DR6_BS", "DR6_BT", "DR6_CLEAN", "DR7_FIXED_1", "DR7_GD",

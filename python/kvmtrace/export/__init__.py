@@ -7,8 +7,9 @@ Arrow
     (``duckdb.sql("select ... from trace")``) read a trace directly.
 
     Schema: ``seq`` uint64, ``vcpu`` uint16, ``time_ns`` uint64, ``exception`` uint8,
-    ``pc`` uint64, ``dr6`` uint64, ``dr7`` uint64, then one uint64 column per captured
-    register under its plain name (``rip``, ``rsp``, ...; field metadata
+    ``pc`` uint64, ``dr6`` uint64, ``dr7`` uint64, then ``window`` int32 in a trace
+    recorded with windows (the row's window index per vCPU, -1 outside), then one
+    uint64 column per captured register under its plain name (``rip``, ``rsp``, ...; field metadata
     ``kvmtrace.kind=register``). All fields are non-nullable. The schema metadata key
     ``kvmtrace`` holds the run facts as JSON (see below).
 
@@ -30,8 +31,9 @@ Parquet
     ``entry``, ``part``, ``rows``, ``first_row``, ``final`` and ``code_regions``
     ([{"addr", "data": base64}], in the first and the final part). The final part,
     written by ``close()``, adds ``stop_reason``, ``stop_detail``, ``per_vcpu_stop``,
-    ``console`` (base64), ``event_count``, ``exits``, ``start_ns``, ``end_ns`` and the
-    trace's free ``metadata``. Bytes inside JSON values are ``{"$bytes": base64}``.
+    ``console`` (base64), ``event_count``, ``exits``, ``start_ns``, ``end_ns``,
+    ``dropped_events`` (a ring's overwritten rows), ``hits`` (per breakpoint),
+    ``windows`` and ``window`` (the resolved window) and the trace's free ``metadata``. Bytes inside JSON values are ``{"$bytes": base64}``.
 
 :func:`read_trace` reads any of these back (a file, a dataset directory, or a
 directory of ``run=<id>`` datasets) into a :class:`kvmtrace.Trace`. A dataset without
