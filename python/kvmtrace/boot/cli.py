@@ -18,6 +18,7 @@ import typer
 
 import kvmtrace._core as _core
 from kvmtrace.exceptions import InvalidConfigError, KvmTraceError
+from kvmtrace.cli.args import ring_option, window_option
 from kvmtrace.machine import Machine
 
 EXIT_TIMEOUT = 124
@@ -137,13 +138,8 @@ def boot(
     system_map: Path | None = typer.Option(None, "--system-map", exists=True, dir_okay=False, help="System.map for a Linux kernel's symbols."),
     vcpus: int = typer.Option(1, "--vcpus", min=1, help="Number of vCPUs (more than one needs the irqchip)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not copy the console to the terminal."),
-    window: str | None = typer.Option(None, "--window", "-w", metavar="SYM[:N|:until=SYM2][:repeat=K][:irq]",
-                                      help="Run the boot free and single-step only from each call of SYM: N "
-                                           "instructions (default 1000) or until SYM2, K times (default: every "
-                                           "time). --out streams the windows."),
-    ring: int | None = typer.Option(None, "--ring", min=1, metavar="N",
-                                    help="Keep only the last N events (of the windows, else of every step); "
-                                         "with --out they are written there only if the boot faults."),
+    window: str | None = window_option("--out streams the windows."),
+    ring: int | None = ring_option("The ring holds the windows' rows, else every step of the boot."),
 ) -> None:
     """Boot a kernel and trace it: the serial console is live on the terminal."""
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from kvmtrace._core import MODES, Dr7
 from kvmtrace.cli.output import usage
 from kvmtrace.exceptions import InvalidConfigError
@@ -85,6 +87,21 @@ def parse_break(spec: str, program: Any) -> Any:
 
 #: Steps of a ``--window`` that gives neither a count nor ``until=``.
 DEFAULT_WINDOW_STEPS = 1000
+WINDOW_METAVAR = "SYM[:N|:until=SYM2][:repeat=K][:irq]"
+WINDOW_HELP = (f"Run free and single-step only from each execution of SYM: N instructions (default "
+               f"{DEFAULT_WINDOW_STEPS}) or until SYM2, K times (default: every time); irq lets interrupts in.")
+RING_HELP = ("Flight recorder: keep only the last N events per vCPU; with --out they are written there only "
+             "if the run ends with a fault.")
+
+
+def window_option(more: str = "") -> Any:
+    """The ``--window`` option of ``trace`` and ``boot`` (``more``: what the command adds)."""
+    return typer.Option(None, "--window", "-w", metavar=WINDOW_METAVAR, help=f"{WINDOW_HELP} {more}".strip())
+
+
+def ring_option(more: str = "") -> Any:
+    """The ``--ring`` option of ``trace`` and ``boot``."""
+    return typer.Option(None, "--ring", min=1, metavar="N", help=f"{RING_HELP} {more}".strip())
 
 
 def parse_window(spec: str, program: Any, what: str = "--window") -> Any:
@@ -93,7 +110,7 @@ def parse_window(spec: str, program: Any, what: str = "--window") -> Any:
     START and END are numbers, symbols or symbol+offset; without N or until= a window
     is DEFAULT_WINDOW_STEPS steps. ``irq`` lets interrupts in (BLOCKIRQ off).
     """
-    from kvmtrace import Window
+    from kvmtrace._core import Window
 
     head, *opts = spec.split(":")
     start = parse_addr(head, program, f"{what} {spec!r}")

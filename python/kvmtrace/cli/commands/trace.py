@@ -20,6 +20,8 @@ from kvmtrace.cli.args import (
     parse_registers,
     parse_window,
     read_stored_trace,
+    ring_option,
+    window_option,
 )
 from kvmtrace.cli.output import (
     EXIT_FAILED,
@@ -70,13 +72,8 @@ def command(
     part_rows: int = typer.Option(1 << 18, "--part-rows", min=1, help="Rows per Parquet part of --out (one vCPU's rows "
                                    "per part; the last part holds the rest of every vCPU)."),
     no_analysis: bool = typer.Option(False, "--no-analysis", help="Skip the DR6 conformance summary."),
-    window: str | None = typer.Option(None, "--window", "-w", metavar="SYM[:N|:until=SYM2][:repeat=K][:irq]",
-                                      help="Run free and single-step only from each execution of SYM: N "
-                                           "instructions (default 1000) or until SYM2, K times (default: every "
-                                           "time); irq lets interrupts in."),
-    ring: int | None = typer.Option(None, "--ring", min=1, metavar="N",
-                                    help="Flight recorder: keep only the last N events per vCPU; with --out the "
-                                         "ring is written there only if the run ends with a fault."),
+    window: str | None = window_option(),
+    ring: int | None = ring_option(),
 ) -> None:
     """Run GUEST under KVM guest debugging and record every debug exit; print a summary."""
     from kvmtrace._core import GuestDebug
