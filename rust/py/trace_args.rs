@@ -10,16 +10,18 @@ use crate::error::Error;
 use crate::kvm::regs::Gp;
 use crate::py::args::{bool_arg, opt_u64_arg, small_arg, str_arg};
 use crate::py::window::PyWindow;
-use crate::recorder::FIXED_BYTES_PER_EVENT;
+use crate::recorder::MATERIALIZED_BYTES_PER_EVENT;
 use crate::runloop::window::WindowSpec;
 use crate::runloop::TraceConfig;
 
 /// Bytes of one chunk handed to a sink by default: rows in flight stay bounded in
-/// bytes whatever the row width (the fixed columns plus 8 per register column).
+/// bytes whatever the row width. The width is the materialised one (the fixed
+/// columns as the sink's Arrow table holds them, plus 8 per register column): the
+/// writer's memory scales with that, not with the engine's compact storage.
 const SINK_CHUNK_BYTES: usize = 24 << 20;
 
 fn default_sink_rows(registers: usize) -> usize {
-    (SINK_CHUNK_BYTES / (FIXED_BYTES_PER_EVENT + 8 * registers)).clamp(4096, 1 << 20)
+    (SINK_CHUNK_BYTES / (MATERIALIZED_BYTES_PER_EVENT + 8 * registers)).clamp(4096, 1 << 20)
 }
 
 fn timeout_arg(t: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {

@@ -79,6 +79,29 @@ pub const OPTIONAL_SCHEMA: [ColumnSpec; 1] = [ColumnSpec {
     dtype: "int32",
 }];
 
+/// Bytes of one row of the fixed columns as a consumer sees them (every column
+/// materialised, as in an Arrow table or a Parquet part): the unit a sink's
+/// memory scales with.
+pub const MATERIALIZED_BYTES_PER_EVENT: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < SCHEMA.len() {
+        n += dtype_bytes(SCHEMA[i].dtype);
+        i += 1;
+    }
+    n
+};
+
+/// The size of a numpy dtype named in the schema.
+const fn dtype_bytes(dtype: &str) -> usize {
+    match dtype.as_bytes() {
+        b"uint8" | b"int8" => 1,
+        b"uint16" | b"int16" => 2,
+        b"uint32" | b"int32" => 4,
+        _ => 8,
+    }
+}
+
 /// Bytes stored per event of a one-vCPU trace without registers: time_ns, exception,
 /// pc and dr6 (seq, vcpu and a fixed DR7 take no per-row storage).
 pub const FIXED_BYTES_PER_EVENT: usize = 8 + 1 + 8 + 8;
