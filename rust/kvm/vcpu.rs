@@ -271,24 +271,26 @@ impl Vcpu {
     #[inline(always)]
     pub fn step(&mut self) -> Step {
         self.count(1);
-        let exit = match self.fd.run() {
-            Ok(VcpuExit::Debug(a)) => Ok(a),
-            other => Err(decode_cold(other)),
-        };
-        match exit {
-            Ok(a) => {
-                self.io_pending = false;
-                // Registers written through the dirty bit (RF) were taken on entry.
-                self.fd.get_kvm_run().kvm_dirty_regs = 0;
-                Step::Debug(DebugEvent {
-                    exception: a.exception,
-                    pc: a.pc,
-                    dr6: a.dr6,
-                    dr7: a.dr7,
-                })
-            }
-            Err(other) => Step::Other(other),
+        match self.fd.run() {
+            Ok(VcpuExit::Debug(_)) => {}
+            other => return Step::Other(decode_cold(other)),
         }
+        self.io_pending = false;
+        let run = self.fd.get_kvm_run();
+        // Registers written through the dirty bit (RF) were taken on entry.
+        run.kvm_dirty_regs = 0;
+        // The fields are read from kvm_run itself, not from the copy kvm-ioctls
+        // returned: that copy is written with unaligned 16-byte stores, and reading
+        // it back by field stalls on store forwarding on every exit.
+        // SAFETY: exit_reason is KVM_EXIT_DEBUG (the match above), so the kernel
+        // filled the `debug` member of the union.
+        let a = unsafe { run.__bindgen_anon_1.debug.arch };
+        Step::Debug(DebugEvent {
+            exception: a.exception,
+            pc: a.pc,
+            dr6: a.dr6,
+            dr7: a.dr7,
+        })
     }
 
     /// Note what a non-debug exit leaves pending and read its internal-error data.
