@@ -29,7 +29,11 @@ fn push_take_and_derived_columns() {
     c.push(12, &ev(7), Some(&regs));
     assert_eq!(c.seq_vec(), vec![2], "the next chunk goes on numbering");
     assert_eq!(FIXED_BYTES_PER_EVENT, 25);
-    assert_eq!(super::MATERIALIZED_BYTES_PER_EVENT, 43, "seq, vcpu, time, exception, pc, dr6, dr7");
+    assert_eq!(
+        super::MATERIALIZED_BYTES_PER_EVENT,
+        43,
+        "seq, vcpu, time, exception, pc, dr6, dr7"
+    );
 }
 
 #[test]
