@@ -101,6 +101,7 @@ def _user_time(mine: list[Measurement], refs: list[Measurement] | None, ref_name
     ref_u = [r.user_ns_per_exit for r in refs or []]
     if ref_u and not any(u is None for u in ref_u):
         out[f"{ref_name}_user_ns_per_exit"] = statistics.median(ref_u)
+        out[f"{ref_name}_user_ns_per_exit_rounds"] = [round(u, 1) for u in ref_u]  # type: ignore[arg-type]
         diffs = [a - b for a, b in zip(mine_u, ref_u)]  # type: ignore[operator]
         out[f"user_ns_per_exit_over_{ref_name}"] = statistics.median(diffs)
     return out

@@ -94,6 +94,8 @@ pub struct VcpuLoop<'a, O: Outbox, R: Record> {
     pub(super) stepping: Option<Parked>,
     pub(super) refires: u32,
     published: (u64, u64),
+    /// `env.ctl`, one load nearer: the stop flag is read before every `KVM_RUN`.
+    ctl: &'a Control,
 }
 
 impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
@@ -123,6 +125,7 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
             stepping: None,
             refires: 0,
             published: (0, 0),
+            ctl: env.ctl,
         }
     }
 
@@ -159,8 +162,8 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
 
     fn run_exits(&mut self) -> StopReason {
         loop {
-            if self.env.ctl.stopping() {
-                return self.env.ctl.reason_or_interrupted();
+            if self.ctl.stopping() {
+                return self.ctl.reason_or_interrupted();
             }
             self.exits += 1;
             let flow = match self.vcpu.step() {
@@ -208,12 +211,16 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
     #[inline(always)]
     pub(super) fn on_debug(&mut self, ev: DebugEvent) -> Flow {
         let t = self.hot.clock.ticks();
-        let record = match self.stepping.take() {
+        // Read, not `take()`: the common case then stores nothing.
+        let record = match self.stepping {
             None => true,
-            Some(p) => match self.end_step_over(p, &ev) {
-                Ok(record) => record,
-                Err(flow) => return flow,
-            },
+            Some(p) => {
+                self.stepping = None;
+                match self.end_step_over(p, &ev) {
+                    Ok(record) => record,
+                    Err(flow) => return flow,
+                }
+            }
         };
         let (window, transition) = if self.hot.windows {
             self.window_event(&ev)
