@@ -7,7 +7,6 @@ pub mod derived;
 pub mod ring;
 pub mod runs;
 pub mod schema;
-pub mod staged;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +21,6 @@ pub use runs::Runs;
 pub use schema::{
     ColumnSpec, FIXED_BYTES_PER_EVENT, MATERIALIZED_BYTES_PER_EVENT, OPTIONAL_SCHEMA, SCHEMA,
 };
-pub use staged::Staged;
 
 /// The window a row belongs to when none is open (and in traces without windows).
 pub const NO_WINDOW: i32 = -1;

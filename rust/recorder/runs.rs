@@ -25,18 +25,6 @@ impl<T: Copy + PartialEq + Default> Runs<T> {
         self.len += 1;
     }
 
-    /// Push every value of `vs`; a batch equal to the last value (the common case)
-    /// only moves the length.
-    pub fn extend_from_slice(&mut self, vs: &[T]) {
-        if !self.is_empty() && vs.iter().all(|&v| v == self.last) {
-            self.len += vs.len() as u64;
-        } else {
-            for &v in vs {
-                self.push(v);
-            }
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.len as usize
     }
@@ -125,17 +113,6 @@ mod tests {
             "one value: no heap"
         );
         assert_eq!(Runs::<u64>::default().to_vec(), Vec::<u64>::new());
-    }
-
-    #[test]
-    fn batches_equal_single_pushes() {
-        let v = [4u64, 4, 4, 4, 5, 5, 4, 4, 4, 4];
-        for cut in [0, 1, 3, 4, 6, 10] {
-            let mut r = Runs::default();
-            r.extend_from_slice(&v[..cut]);
-            r.extend_from_slice(&v[cut..]);
-            assert_eq!(r, Runs::from_slice(&v), "batches split at {cut}");
-        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::debug::GuestDebug;
 use crate::error::{Error, Result};
 use crate::kick::ThreadUsage;
 use crate::kvm::vm::Vm;
-use crate::recorder::{Columns, Ring, Staged};
+use crate::recorder::{Columns, Ring};
 
 pub use config::{Progress, TraceConfig};
 pub use hooks::{Handled, Hooks};
@@ -188,10 +188,7 @@ fn run_threads(vcpus: &mut [crate::kvm::vcpu::Vcpu], env: &Env<'_>) -> (Joined, 
                                 cfg.initial_capacity(),
                                 windowed,
                             );
-                            match Staged::new(cols) {
-                                Ok(staged) => VcpuLoop::new(env, v, out, staged).run(),
-                                Err(cols) => VcpuLoop::new(env, v, out, *cols).run(),
-                            }
+                            VcpuLoop::new(env, v, out, cols).run()
                         }
                     }
                 });
