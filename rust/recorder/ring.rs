@@ -140,13 +140,14 @@ impl Record for Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::{dr6, dr7};
 
     fn ev(pc: u64) -> DebugEvent {
         DebugEvent {
             exception: 1,
             pc,
-            dr6: 0xffff_4ff0,
-            dr7: 0x400,
+            dr6: dr6::CLEAN | dr6::BS,
+            dr7: dr7::FIXED_1,
         }
     }
 

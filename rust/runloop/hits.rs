@@ -91,13 +91,14 @@ impl Hits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::dr6::CLEAN;
     use crate::debug::HwBreakpoint;
 
     fn ev(pc: u64, dr6: u64) -> DebugEvent {
         DebugEvent {
             exception: 1,
             pc,
-            dr6: 0xffff_0ff0 | dr6,
+            dr6: CLEAN | dr6,
             dr7: 0,
         }
     }

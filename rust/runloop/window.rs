@@ -231,7 +231,7 @@ mod tests {
         DebugEvent {
             exception: 1,
             pc: START,
-            dr6: 0xffff_0ff0 | dr6::B[slot],
+            dr6: dr6::CLEAN | dr6::B[slot],
             dr7: 0,
         }
     }
@@ -240,7 +240,7 @@ mod tests {
         DebugEvent {
             exception: 1,
             pc,
-            dr6: 0xffff_0ff0 | dr6::BS,
+            dr6: dr6::CLEAN | dr6::BS,
             dr7: 0,
         }
     }
@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(w.on_event(&p, &trigger(p.slot)).1, Transition::Open);
         assert_eq!(w.on_event(&p, &step(0x1001)).1, Transition::Stay);
         let fault = DebugEvent {
-            dr6: 0xffff_0ff0 | dr6::B[0],
+            dr6: dr6::CLEAN | dr6::B[0],
             ..step(0x1001)
         };
         assert_eq!(w.on_event(&p, &fault), (0, Transition::Stay));
@@ -355,7 +355,7 @@ mod tests {
         let mut w = WindowState::default();
         assert_eq!(w.on_event(&p, &step(START)), (NO_WINDOW, Transition::Stay));
         let lost_bn = DebugEvent {
-            dr6: 0xffff_0ff0,
+            dr6: dr6::CLEAN,
             ..trigger(0)
         };
         assert_eq!(w.on_event(&p, &lost_bn).1, Transition::Open);
