@@ -94,7 +94,8 @@ pub struct VcpuLoop<'a, O: Outbox, R: Record> {
     pub(super) stepping: Option<Parked>,
     pub(super) refires: u32,
     published: (u64, u64),
-    /// `env.ctl`, one load nearer: the stop flag is read before every `KVM_RUN`.
+    /// `env.ctl`, one load nearer (the stop flag is read before every `KVM_RUN`);
+    /// the loop reaches the trace's control only through it.
     ctl: &'a Control,
 }
 
@@ -134,7 +135,6 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
         let usage0 = ThreadUsage::now();
         let ioctls0 = self.vcpu.ioctls();
         let _kick = self
-            .env
             .ctl
             .kicker
             .register(self.vcpu.index, self.vcpu.immediate_exit_ptr());
@@ -184,14 +184,14 @@ impl<'a, O: Outbox, R: Record> VcpuLoop<'a, O, R> {
     #[inline(never)]
     pub(super) fn fail(&self, e: Error) -> StopReason {
         let r = StopReason::error(e);
-        self.env.ctl.request(Some(self.vcpu.index), r.clone());
+        self.ctl.request(Some(self.vcpu.index), r.clone());
         r
     }
 
     #[cold]
     #[inline(never)]
     pub(super) fn stop_all(&self, r: StopReason) -> Flow {
-        self.env.ctl.request(Some(self.vcpu.index), r.clone());
+        self.ctl.request(Some(self.vcpu.index), r.clone());
         Flow::Stop(r)
     }
 
