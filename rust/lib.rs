@@ -1,7 +1,7 @@
 //! kvmtrace's Rust core. This file only wires the Python module.
 //!
 //! The engine: `arch/` (x86 debug facts), `debug/` (the guest-debug model), `kvm/`
-//! (VM, vCPU, memory, registers), `exits.rs` (decoding), `recorder/` (columns, the
+//! (VM, vCPU, memory, registers), `exits/` (decoding), `recorder/` (columns, the
 //! ring), `runloop/` (the KVM_RUN loop, windows), `kick.rs`, `clock.rs`; `boot/`
 //! and `devices/` for real kernels. `py/` holds the bindings. See
 //! docs/ARCHITECTURE.md.

@@ -268,7 +268,7 @@ impl Vcpu {
     }
 
     /// One `KVM_RUN` ioctl, issued here rather than through `VcpuFd::run`, whose
-    /// generic decode is a third of the loop's user time (see `exits.rs`).
+    /// generic decode is a third of the loop's user time (see `exits/mod.rs`).
     #[inline(always)]
     fn enter(&mut self) -> RunResult {
         self.count(1);
