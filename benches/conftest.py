@@ -96,15 +96,28 @@ def benchmarks_enabled(config: pytest.Config) -> bool:
     return not (config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"))
 
 
+def _size(config: pytest.Config, name: str):  # type: ignore[no-untyped-def]
+    env, on, smoke, parse = _OPTIONS[name]
+    raw = config.getoption("bench_" + name)
+    if raw is None:
+        raw = os.environ.get(env)
+    return parse(raw) if raw is not None else (on if benchmarks_enabled(config) else smoke)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pyproject's 300 s timeout fits 10 rounds; more rounds (KVMTRACE_BENCH_ROUNDS=30 for
+    # a steadier median) get proportionally longer, unless a benchmark sets its own.
+    scale = max(1, -(-int(_size(config, "rounds")) // 10))
+    if scale > 1:
+        for item in items:
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(300 * scale))
+
+
 @pytest.fixture(scope="session")
 def sizes(pytestconfig: pytest.Config) -> Sizes:
     enabled = benchmarks_enabled(pytestconfig)
-    values = {}
-    for name, (env, on, smoke, parse) in _OPTIONS.items():
-        raw = pytestconfig.getoption("bench_" + name)
-        if raw is None:
-            raw = os.environ.get(env)
-        values[name] = parse(raw) if raw is not None else (on if enabled else smoke)
+    values = {name: _size(pytestconfig, name) for name in _OPTIONS}
     if len(values["stream_events"]) != 2:
         raise pytest.UsageError("--bench-stream-events / KVMTRACE_BENCH_STREAM_EVENTS takes two sizes: SMALL,LARGE")
     return Sizes(enabled=enabled, **values)
