@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from kvmtrace.bench import Measurement
+from kvmtrace.bench import Measurement, rusage_tick_s, user_gap
 
 
 def paired(
@@ -91,17 +91,18 @@ def _user_time(mine: list[Measurement], refs: list[Measurement] | None, ref_name
     """User-space ns per exit of the loop thread (median), and the median per-round
     difference to the reference: what the contender adds on top of the kernel's work.
     getrusage splits CPU time by tick samples, so single rounds scatter; the median of
-    paired rounds is the figure."""
+    paired rounds is the figure, with its resolution from tick sampling (``user_gap``)."""
     out: dict[str, Any] = {}
     mine_u = [m.user_ns_per_exit for m in mine]
     if any(u is None for u in mine_u):
         return out
     out["user_ns_per_exit"] = statistics.median(mine_u)
     out["user_ns_per_exit_rounds"] = [round(u, 1) for u in mine_u]  # type: ignore[arg-type]
+    out["rusage_tick_s"] = rusage_tick_s()
     ref_u = [r.user_ns_per_exit for r in refs or []]
-    if ref_u and not any(u is None for u in ref_u):
+    if ref_u and not any(u is None for u in ref_u) and (g := user_gap(mine, refs or [])) is not None:
         out[f"{ref_name}_user_ns_per_exit"] = statistics.median(ref_u)
         out[f"{ref_name}_user_ns_per_exit_rounds"] = [round(u, 1) for u in ref_u]  # type: ignore[arg-type]
-        diffs = [a - b for a, b in zip(mine_u, ref_u)]  # type: ignore[operator]
-        out[f"user_ns_per_exit_over_{ref_name}"] = statistics.median(diffs)
+        out[f"user_ns_per_exit_over_{ref_name}"] = g.gap_ns
+        out[f"user_ns_per_exit_over_{ref_name}_resolution"] = g.resolution_ns
     return out

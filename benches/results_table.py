@@ -19,6 +19,22 @@ def _n(v: Any, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
 
+def _resolution(e: dict[str, Any]) -> str:
+    """`` +- N`` for the user-CPU gap: stored by newer runs, else worked out from the stored
+    rounds (with the tick the run recorded, or this machine's)."""
+    res = e.get("user_ns_per_exit_over_C_resolution")
+    if res is None and e.get("user_ns_per_exit_rounds") and e.get("C_user_ns_per_exit_rounds") and e.get("events"):
+        from kvmtrace.bench import Measurement, rusage_tick_s, user_gap
+
+        def ms(rounds: list[float]) -> list[Measurement]:
+            return [Measurement("", e["events"], 1.0, user_seconds=u * e["events"] / 1e9) for u in rounds]
+
+        g = user_gap(ms(e["user_ns_per_exit_rounds"]), ms(e["C_user_ns_per_exit_rounds"]),
+                     e.get("rusage_tick_s") or rusage_tick_s())
+        res = g.resolution_ns if g is not None else None
+    return "" if res is None else f" +- {res:.0f}"
+
+
 def rows(data: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     out = []
     for b in data["benchmarks"]:
@@ -45,8 +61,9 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             notes.append(f"{e['steps']:,} steps diffed at {e['steps_per_s']:,.0f} steps/s (KVM {e['kvm_s']:.2f} s, "
                          f"reference {e['reference_s']:.2f} s, compare {e['compare_s']:.2f} s)")
         if "user_ns_per_exit_over_C" in e:
+            res = _resolution(e)
             notes.append(f"user CPU {e['user_ns_per_exit']:.0f} ns/exit vs C {e['C_user_ns_per_exit']:.0f} "
-                         f"(+{e['user_ns_per_exit_over_C']:.0f} ns median per round)")
+                         f"({e['user_ns_per_exit_over_C']:+.0f}{res} ns median per round)")
         if e.get("kind") == "ring":
             notes.append(f"ring of {e['ring_rows']:,} rows ({e['ring_memory_mib']:.0f} MiB)")
         if "seconds_rounds" in e:

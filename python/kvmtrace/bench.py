@@ -5,7 +5,8 @@ printed as a rich table) and the pytest-benchmark suite in ``benches/`` (the lon
 runs and the saved results used for ``--benchmark-compare``). They live in
 :mod:`kvmtrace._bench`; this module is their public face:
 
-* :mod:`~kvmtrace._bench.measure`: :class:`Measurement`, interleaved rounds, paired ratios;
+* :mod:`~kvmtrace._bench.measure`: :class:`Measurement`, interleaved rounds, paired ratios,
+  the user-CPU gap and its resolution;
 * :mod:`~kvmtrace._bench.dense`: single-step contenders (C ``kvm_step.c``, kvmtrace
   ``Machine.trace``, the pure-Python ioctl loop) and the checks of their rows;
 * :mod:`~kvmtrace._bench.sparse`: an exec breakpoint on a hot function, and Unicorn;
@@ -43,25 +44,35 @@ from kvmtrace._bench.dense import (
 )
 from kvmtrace._bench.guests import MEMORY_SIZE
 from kvmtrace._bench.machine_info import describe_machine, kvm_missing, machine_info
-from kvmtrace._bench.measure import BenchCheckError, Measurement, cost_per_hit, interleave, summarize
+from kvmtrace._bench.measure import (
+    BenchCheckError,
+    Measurement,
+    UserGap,
+    cost_per_hit,
+    interleave,
+    rusage_tick_s,
+    summarize,
+    user_gap,
+)
 from kvmtrace._bench.memory import RING_ROWS, RSS_LIMIT_BYTES, NullSink, measure_rss, parquet_missing, rss_child
 from kvmtrace._bench.report import FULL, QUICK, main
 from kvmtrace._bench.sparse import HOT_ADDR, HOT_FUNC_STEPS, kvmtrace_hot, kvmtrace_hot_window, unicorn_hot, unicorn_missing
 
 __all__ = [
+    "BenchCheckError",
     "FULL",
     "HOT_ADDR",
     "HOT_FUNC_STEPS",
     "MEMORY_SIZE",
+    "Measurement",
+    "NullSink",
     "QUICK",
     "REGS",
     "RING_ROWS",
     "RSS_LIMIT_BYTES",
     "TARGET_RATIO",
+    "UserGap",
     "WIDE_PCS",
-    "BenchCheckError",
-    "Measurement",
-    "NullSink",
     "analysis_missing",
     "analysis_throughput",
     "c_step_loop",
@@ -79,12 +90,14 @@ __all__ = [
     "parquet_missing",
     "py_step_loop",
     "rss_child",
+    "rusage_tick_s",
     "step_loop_checksum",
     "step_loop_pcs",
     "summarize",
     "synthetic_step_trace",
     "unicorn_hot",
     "unicorn_missing",
+    "user_gap",
     "wide_loop",
 ]
 

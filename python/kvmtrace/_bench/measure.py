@@ -1,5 +1,5 @@
 """Timed runs and how rounds are paired: :class:`Measurement`, :func:`interleave`,
-:func:`summarize`, :func:`cost_per_hit`.
+:func:`summarize`, :func:`cost_per_hit`, :func:`user_gap`.
 
 This class of machine (a VM, KVM inside it) drifts by 10-40 % between consecutive
 runs, so contenders run interleaved (order reversed every other round) and ratios
@@ -9,6 +9,10 @@ are medians of per-round ratios.
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import math
+import os
+import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -107,3 +111,63 @@ def cost_per_hit(with_hits: Sequence[Measurement], without: Sequence[Measurement
     """Median seconds added per hit: (t_with - t_without) / hits, paired by round."""
     costs = [(a.seconds - b.seconds) / a.events for a, b in zip(with_hits, without) if a.events]
     return statistics.median(costs) if costs else float("nan")
+
+
+#: The scheduler tick when the kernel config cannot be read: HZ=250, Debian's default.
+DEFAULT_TICK_S = 0.004
+
+
+def rusage_tick_s() -> float:
+    """How finely getrusage splits user from system time: one scheduler tick (1/CONFIG_HZ)
+    under tick-based CPU accounting, read from the running kernel's config when it is
+    readable (``/proc/config.gz``, ``/boot/config-<release>``)."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as f:  # type: ignore[operator]
+                m = re.search(r"^CONFIG_HZ=(\d+)$", f.read(), re.M)
+        except OSError:
+            continue
+        if m and int(m.group(1)) > 0:
+            return 1.0 / int(m.group(1))
+    return DEFAULT_TICK_S
+
+
+@dataclasses.dataclass(frozen=True)
+class UserGap:
+    """User CPU per exit of a contender and its reference (medians over rounds), the
+    median per-round difference, and how finely that difference is resolved."""
+
+    mine_ns: float
+    ref_ns: float
+    gap_ns: float
+    resolution_ns: float
+    """About one standard error of ``gap_ns`` from tick sampling alone."""
+
+
+def user_gap(mine: Sequence[Measurement], refs: Sequence[Measurement], tick_s: float | None = None) -> UserGap | None:
+    """The per-round user-CPU gap of ``mine`` over ``refs`` (paired by round).
+
+    A round's user time is a count of scheduler ticks that landed in user mode, so it
+    scatters like a count: about ``sqrt(user_s / tick)`` ticks, i.e. ``sqrt(tick *
+    user_s) / events`` per exit. A paired difference adds both variances, and the median
+    of ``n`` rounds has about 1.25 / sqrt(n) of one round's spread."""
+    pairs = [(a, b) for a, b in zip(mine, refs) if a.user_seconds is not None and b.user_seconds is not None
+             and a.events and b.events]
+    if not pairs:
+        return None
+    tick = rusage_tick_s() if tick_s is None else tick_s
+    mu = [a.user_seconds / a.events * 1e9 for a, _ in pairs]  # type: ignore[operator]
+    ru = [b.user_seconds / b.events * 1e9 for _, b in pairs]  # type: ignore[operator]
+
+    def spread_ns(ms: Sequence[Measurement]) -> float:
+        user_s = statistics.median(m.user_seconds for m in ms)  # type: ignore[type-var]
+        return math.sqrt(tick * max(user_s, 0.0)) / ms[0].events * 1e9  # type: ignore[arg-type]
+
+    one_round = math.hypot(spread_ns([a for a, _ in pairs]), spread_ns([b for _, b in pairs]))
+    return UserGap(
+        mine_ns=statistics.median(mu),
+        ref_ns=statistics.median(ru),
+        gap_ns=statistics.median(a - b for a, b in zip(mu, ru)),
+        resolution_ns=1.2533 * one_round / math.sqrt(len(pairs)),
+    )

@@ -17,7 +17,7 @@ from kvmtrace._bench import cbaseline
 from kvmtrace._bench.analysis_throughput import WIDE_PCS, analysis_missing, analysis_throughput, synthetic_step_trace
 from kvmtrace._bench.dense import REGS, TARGET_RATIO, c_step_loop, kvmtrace_step_loop, py_step_loop
 from kvmtrace._bench.machine_info import describe_machine, kvm_missing, machine_info
-from kvmtrace._bench.measure import BenchCheckError, Measurement, cost_per_hit, interleave, summarize
+from kvmtrace._bench.measure import BenchCheckError, Measurement, cost_per_hit, interleave, summarize, user_gap
 from kvmtrace._bench.memory import RSS_LIMIT_BYTES, measure_rss, parquet_missing
 from kvmtrace._bench.modes import c_countdown, check_same_pcs, kvmtrace_countdown
 from kvmtrace._bench.sparse import kvmtrace_hot, unicorn_hot, unicorn_missing
@@ -138,14 +138,12 @@ def _dense(report: Report, sizes: Sizes, binary: Path | None, c_note: str, tmp: 
 
 
 def _user_note(mine: list[Measurement], refs: list[Measurement]) -> str:
-    """User CPU per exit of both loops (medians) and the median per-round difference."""
-    mu = [m.user_ns_per_exit for m in mine]
-    ru = [r.user_ns_per_exit for r in refs]
-    if not mu or not ru or any(u is None for u in mu + ru):
+    """User CPU per exit of both loops (medians), the median per-round difference and
+    its resolution (tick sampling: short runs cannot resolve tens of ns)."""
+    g = user_gap(mine, refs)
+    if g is None:
         return ""
-    diff = statistics.median(a - b for a, b in zip(mu, ru))  # type: ignore[operator]
-    return (f"user CPU {statistics.median(mu):.0f} ns/exit vs C {statistics.median(ru):.0f} "  # type: ignore[type-var]
-            f"({diff:+.0f})")
+    return f"user CPU {g.mine_ns:.0f} ns/exit vs C {g.ref_ns:.0f} ({g.gap_ns:+.0f} +- {g.resolution_ns:.0f})"
 
 
 def _modes(report: Report, sizes: Sizes, binary: Path | None) -> None:
