@@ -47,7 +47,7 @@ pub enum Exit {
     Hlt,
     /// Triple fault or other shutdown (`KVM_EXIT_SHUTDOWN`).
     Shutdown,
-    /// `KVM_EXIT_INTERNAL_ERROR`; the caller fills the suberror and data from `kvm_run`.
+    /// `KVM_EXIT_INTERNAL_ERROR`, with its suberror and the `ndata` words KVM reported.
     InternalError {
         suberror: u32,
         data: Vec<u64>,
