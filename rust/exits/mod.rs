@@ -22,6 +22,18 @@ pub struct DebugEvent {
     pub dr7: u64,
 }
 
+impl From<kvm_debug_exit_arch> for DebugEvent {
+    #[inline(always)]
+    fn from(a: kvm_debug_exit_arch) -> Self {
+        DebugEvent {
+            exception: a.exception,
+            pc: a.pc,
+            dr6: a.dr6,
+            dr7: a.dr7,
+        }
+    }
+}
+
 /// One vCPU exit, owned (no borrow of `kvm_run`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -119,13 +131,7 @@ pub fn decode(
     Ok(match run.exit_reason {
         KVM_EXIT_DEBUG => {
             // SAFETY: exit_reason is KVM_EXIT_DEBUG: `debug` is the filled member.
-            let a = unsafe { u.debug.arch };
-            Exit::Debug(DebugEvent {
-                exception: a.exception,
-                pc: a.pc,
-                dr6: a.dr6,
-                dr7: a.dr7,
-            })
+            Exit::Debug(unsafe { u.debug.arch }.into())
         }
         KVM_EXIT_IO => {
             // SAFETY: exit_reason is KVM_EXIT_IO: `io` is the filled member.

@@ -303,13 +303,7 @@ impl Vcpu {
         run.kvm_dirty_regs = 0;
         // SAFETY: exit_reason is KVM_EXIT_DEBUG (tested above), so the kernel
         // filled the `debug` member of the union.
-        let a = unsafe { run.__bindgen_anon_1.debug.arch };
-        Step::Debug(DebugEvent {
-            exception: a.exception,
-            pc: a.pc,
-            dr6: a.dr6,
-            dr7: a.dr7,
-        })
+        Step::Debug(unsafe { run.__bindgen_anon_1.debug.arch }.into())
     }
 
     /// Decode the last `KVM_RUN` from `kvm_run` (everything but the dense debug exit).
