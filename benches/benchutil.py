@@ -101,7 +101,7 @@ def _user_time(mine: list[Measurement], refs: list[Measurement] | None, ref_name
     out["rusage_tick_s"] = rusage_tick_s()
     ref_u = [r.user_ns_per_exit for r in refs or []]
     if ref_u and not any(u is None for u in ref_u) and (g := user_gap(mine, refs or [])) is not None:
-        out[f"{ref_name}_user_ns_per_exit"] = statistics.median(ref_u)
+        out[f"{ref_name}_user_ns_per_exit"] = g.ref_ns
         out[f"{ref_name}_user_ns_per_exit_rounds"] = [round(u, 1) for u in ref_u]  # type: ignore[arg-type]
         out[f"user_ns_per_exit_over_{ref_name}"] = g.gap_ns
         out[f"user_ns_per_exit_over_{ref_name}_resolution"] = g.resolution_ns

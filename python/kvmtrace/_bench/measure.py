@@ -9,6 +9,7 @@ are medians of per-round ratios.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import math
 import os
@@ -117,6 +118,7 @@ def cost_per_hit(with_hits: Sequence[Measurement], without: Sequence[Measurement
 DEFAULT_TICK_S = 0.004
 
 
+@functools.cache
 def rusage_tick_s() -> float:
     """How finely getrusage splits user from system time: one scheduler tick (1/CONFIG_HZ)
     under tick-based CPU accounting, read from the running kernel's config when it is
@@ -152,13 +154,12 @@ def user_gap(mine: Sequence[Measurement], refs: Sequence[Measurement], tick_s: f
     scatters like a count: about ``sqrt(user_s / tick)`` ticks, i.e. ``sqrt(tick *
     user_s) / events`` per exit. A paired difference adds both variances, and the median
     of ``n`` rounds has about 1.25 / sqrt(n) of one round's spread."""
-    pairs = [(a, b) for a, b in zip(mine, refs) if a.user_seconds is not None and b.user_seconds is not None
-             and a.events and b.events]
+    pairs = [(a, b) for a, b in zip(mine, refs) if a.user_ns_per_exit is not None and b.user_ns_per_exit is not None]
     if not pairs:
         return None
     tick = rusage_tick_s() if tick_s is None else tick_s
-    mu = [a.user_seconds / a.events * 1e9 for a, _ in pairs]  # type: ignore[operator]
-    ru = [b.user_seconds / b.events * 1e9 for _, b in pairs]  # type: ignore[operator]
+    mu = [a.user_ns_per_exit for a, _ in pairs]
+    ru = [b.user_ns_per_exit for _, b in pairs]
 
     def spread_ns(ms: Sequence[Measurement]) -> float:
         user_s = statistics.median(m.user_seconds for m in ms)  # type: ignore[type-var]
@@ -166,8 +167,8 @@ def user_gap(mine: Sequence[Measurement], refs: Sequence[Measurement], tick_s: f
 
     one_round = math.hypot(spread_ns([a for a, _ in pairs]), spread_ns([b for _, b in pairs]))
     return UserGap(
-        mine_ns=statistics.median(mu),
-        ref_ns=statistics.median(ru),
-        gap_ns=statistics.median(a - b for a, b in zip(mu, ru)),
+        mine_ns=statistics.median(mu),  # type: ignore[type-var]
+        ref_ns=statistics.median(ru),  # type: ignore[type-var]
+        gap_ns=statistics.median(a - b for a, b in zip(mu, ru)),  # type: ignore[operator]
         resolution_ns=1.2533 * one_round / math.sqrt(len(pairs)),
     )
