@@ -1,4 +1,5 @@
 use super::*;
+use crate::arch::{dr6, dr7};
 
 fn exit(reason: u32, fill: impl FnOnce(&mut kvm_run)) -> kvm_run {
     let mut run = kvm_run {
@@ -20,8 +21,8 @@ fn debug_exit_keeps_all_fields() {
             exception: 1,
             pad: 0,
             pc: 0x8003,
-            dr6: 0xffff4ff0,
-            dr7: 0x400,
+            dr6: dr6::CLEAN | dr6::BS,
+            dr7: dr7::FIXED_1,
         }
     });
     let e = decode(Ok(()), &run, no_io).unwrap();
@@ -30,8 +31,8 @@ fn debug_exit_keeps_all_fields() {
         Exit::Debug(DebugEvent {
             exception: 1,
             pc: 0x8003,
-            dr6: 0xffff4ff0,
-            dr7: 0x400
+            dr6: dr6::CLEAN | dr6::BS,
+            dr7: dr7::FIXED_1
         })
     );
     assert_eq!(e.reason(), "debug");
